@@ -1,0 +1,52 @@
+"""tsekit's exceptions. Each renders as one line that names what went wrong."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+
+
+class TsekitError(Exception):
+    """Base class: a user-facing error with a one-line message."""
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> list[str]:
+    return difflib.get_close_matches(word, list(candidates), n=3, cutoff=0.6)
+
+
+class UnknownComponentError(TsekitError, KeyError):
+    def __init__(self, kind: str, name: str, available: Sequence[str]) -> None:
+        self.kind, self.name, self.available = kind, name, list(available)
+        self.suggestions = did_you_mean(name, self.available)
+        msg = f"Unknown {kind} '{name}'."
+        if self.suggestions:
+            msg += " Did you mean " + " or ".join(f"'{s}'" for s in self.suggestions) + "?"
+        msg += " Available: " + (", ".join(self.available) or "none") + "."
+        super().__init__(msg)
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class ComponentConflictError(TsekitError):
+    def __init__(self, kind: str, name: str, providers: Sequence[str]) -> None:
+        self.kind, self.name, self.providers = kind, name, list(providers)
+        choices = ", ".join(f"'{p}:{name}'" for p in self.providers)
+        super().__init__(
+            f"{kind} '{name}' is provided by several plugins ({', '.join(self.providers)}); "
+            f"select one with a qualified name ({choices}) or declare override=True in one of them."
+        )
+
+
+class ConfigError(TsekitError):
+    def __init__(self, where: str, reason: str) -> None:
+        self.where, self.reason = where, reason
+        super().__init__(f"{where}: {reason}")
+
+
+class PlacementError(TsekitError):
+    """An adaptation-layer request that the backbone or fusion cannot honour."""
+
+
+class PluginError(TsekitError):
+    """A plugin failed to load or to register (raised only in strict mode)."""

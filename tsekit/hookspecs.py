@@ -1,0 +1,95 @@
+"""tsekit's plugin hooks.
+
+A plugin is a module (or object) with functions marked ``@tsekit.hookimpl`` and named after
+the hooks below. It is found through the ``tsekit`` entry-point group::
+
+    [project.entry-points.tsekit]
+    myplugin = "tsekit_myplugin.plugin"
+
+Registration hooks receive a ``register`` callback bound to the calling plugin, so every
+component records its provider. Its signature (see :class:`tsekit.registry.Registrar`)::
+
+    register(name, factory, *, config=None, capabilities=None, presets=None,
+             summary="", aliases=(), override=False, tags=())
+
+``factory`` and ``config`` may be objects or lazy ``"module:attr"`` strings; keep plugin
+modules free of heavy imports (torch) so that listing stays fast. Hooks are called with
+keyword arguments; an implementation may accept a subset of them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pluggy
+
+PROJECT = "tsekit"
+ENTRY_POINT_GROUP = "tsekit"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def tsekit_register_encoders(register: Any) -> None:
+    """Register speaker encoders: enrollment waveform ``[B, T]`` → embedding ``[B, D]``.
+
+    ``capabilities`` is an :class:`tsekit.contracts.EncoderCaps` or a callable ``config -> caps``.
+    The factory is called as ``factory(config)`` and returns a :class:`tsekit.nn.SpeakerEncoder`.
+    """
+
+
+@hookspec
+def tsekit_register_fusions(register: Any) -> None:
+    """Register fusion strategies that inject an embedding into features at an adaptation site.
+
+    The factory is called as ``factory(config, channels=C, embedding_dim=D)`` and returns a
+    :class:`tsekit.nn.Fusion` mapping ``([B, C, ...], [B, D]) -> [B, C, ...]``.
+    Capabilities: :class:`tsekit.contracts.FusionCaps`.
+    """
+
+
+@hookspec
+def tsekit_register_backbones(register: Any) -> None:
+    """Register extraction backbones: mixture ``[B, T]`` → estimate ``[B, T]``.
+
+    The factory is called as ``factory(config)`` and returns a :class:`tsekit.nn.Backbone`.
+    Capabilities: :class:`tsekit.contracts.BackboneCaps`, listing the adaptation sites.
+    """
+
+
+@hookspec
+def tsekit_register_selectors(register: Any) -> None:
+    """Register reference selectors: several enrollment embeddings → one embedding.
+
+    The factory is called as ``factory(config)`` and returns a :class:`tsekit.nn.ReferenceSelector`.
+    """
+
+
+@hookspec
+def tsekit_register_losses(register: Any) -> None:
+    """Register training losses: ``loss(estimate, target, **extras) -> scalar tensor``."""
+
+
+@hookspec
+def tsekit_register_metrics(register: Any) -> None:
+    """Register evaluation metrics: ``metric(estimate, target, mixture=..., sample_rate=...) -> float``."""
+
+
+@hookspec
+def tsekit_register_commands(app: Any) -> None:
+    """Add Typer commands or sub-apps to the ``tsekit`` CLI.
+
+    ``app`` is a :class:`typer.Typer`; names that clash with built-in commands are refused.
+    """
+
+
+COMPONENT_HOOKS: dict[str, str] = {
+    "encoder": "tsekit_register_encoders",
+    "fusion": "tsekit_register_fusions",
+    "backbone": "tsekit_register_backbones",
+    "selector": "tsekit_register_selectors",
+    "loss": "tsekit_register_losses",
+    "metric": "tsekit_register_metrics",
+}
+KINDS: tuple[str, ...] = tuple(COMPONENT_HOOKS)

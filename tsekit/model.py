@@ -1,0 +1,221 @@
+"""Model assembly: encoder × fusion × backbone × adaptation sites → one ``nn.Module``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from tsekit.config import config_to_dict
+from tsekit.contracts import BackboneCaps, EncoderCaps, FusionCaps, PlacementRequest, Site
+from tsekit.contracts import check_fusion_at_site, resolve_placement
+from tsekit.errors import PlacementError, TsekitError
+from tsekit.nn import Backbone, Fusion, SiteAdapter, SpeakerEncoder, count_parameters
+from tsekit.registry import ComponentSpec, Registry, get_registry
+
+
+@dataclass
+class ModelSpec:
+    """What was built, enough to rebuild it: names, providers, resolved configs, sites."""
+
+    encoder: str
+    fusion: str
+    backbone: str
+    adapt_layers: list[str]
+    encoder_config: dict[str, Any] = field(default_factory=dict)
+    fusion_config: dict[str, Any] = field(default_factory=dict)
+    backbone_config: dict[str, Any] = field(default_factory=dict)
+    share_fusion: bool = False
+    providers: dict[str, str] = field(default_factory=dict)
+
+
+class TSEModel(nn.Module):
+    """A target-speaker extractor: ``forward(mixture [B,T], enrollment [B,T'])`` → ``[B,T]``.
+
+    ``enroll`` and ``extract`` separate the two halves (enroll once, extract many); ``forward``
+    also takes a precomputed ``embedding=[B,D]`` instead of an enrollment.
+    """
+
+    def __init__(
+        self,
+        encoder: SpeakerEncoder,
+        backbone: Backbone,
+        fusions: Mapping[str, Fusion],
+        sites: tuple[Site, ...],
+        spec: ModelSpec | None = None,
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.backbone = backbone
+        self.fusions = nn.ModuleDict({_key(s): f for s, f in fusions.items()})
+        self.sites = sites
+        self.spec = spec
+        self._site_keys = {s.name: _key(s.name) for s in sites}
+
+    @property
+    def sample_rate(self) -> int:
+        return self.backbone.sample_rate
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.encoder.embedding_dim
+
+    def enroll(self, enrollment: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """Enrollment at the model's rate ``[B, T']`` or ``[T']`` → embedding ``[B, D]``."""
+        if enrollment.dim() == 1:
+            enrollment = enrollment.unsqueeze(0)
+        if self.encoder.sample_rate != self.sample_rate:
+            import torchaudio.functional as AF
+
+            enrollment = AF.resample(enrollment, self.sample_rate, self.encoder.sample_rate)
+            if lengths is not None:
+                ratio = self.encoder.sample_rate / self.sample_rate
+                lengths = (lengths.to(torch.float64) * ratio).floor().to(torch.long)
+        if self.encoder.frozen:
+            with torch.no_grad():
+                return self.encoder(enrollment, lengths)
+        return self.encoder(enrollment, lengths)
+
+    def extract(self, mixture: Tensor, embedding: Tensor) -> Tensor:
+        """Mixture ``[B, T]`` or ``[T]`` and embedding ``[B, D]`` → estimate of the same shape."""
+        squeeze = mixture.dim() == 1
+        if squeeze:
+            mixture = mixture.unsqueeze(0)
+        if embedding.dim() == 1:
+            embedding = embedding.unsqueeze(0)
+        if embedding.shape[0] != mixture.shape[0] or embedding.shape[1] != self.embedding_dim:
+            raise TsekitError(
+                f"embedding has shape {tuple(embedding.shape)}; expected ({mixture.shape[0]}, {self.embedding_dim})"
+            )
+        fusions = {name: self.fusions[key] for name, key in self._site_keys.items()}
+        out = self.backbone(mixture, SiteAdapter(fusions, embedding))
+        if out.shape != mixture.shape:
+            raise TsekitError(
+                f"backbone {type(self.backbone).__name__} returned {tuple(out.shape)} for a mixture of "
+                f"{tuple(mixture.shape)}"
+            )
+        return out.squeeze(0) if squeeze else out
+
+    def forward(
+        self,
+        mixture: Tensor,
+        enrollment: Tensor | None = None,
+        enrollment_lengths: Tensor | None = None,
+        *,
+        embedding: Tensor | None = None,
+    ) -> Tensor:
+        if (enrollment is None) == (embedding is None):
+            raise TsekitError("pass exactly one of enrollment= or embedding=")
+        if embedding is None:
+            assert enrollment is not None
+            embedding = self.enroll(enrollment, enrollment_lengths)
+        return self.extract(mixture, embedding)
+
+    def parameter_counts(self) -> dict[str, int]:
+        return {
+            "encoder": count_parameters(self.encoder),
+            "fusion": count_parameters(self.fusions),
+            "backbone": count_parameters(self.backbone),
+            "total": count_parameters(self),
+            "trainable": count_parameters(self, trainable_only=True),
+        }
+
+
+def _key(site: str) -> str:
+    return site.replace(".", "__")
+
+
+def _component(registry: Registry, kind: str, value: Any) -> ComponentSpec:
+    if not isinstance(value, str):
+        raise TsekitError(f"{kind} must be a registered name, got {type(value).__name__}")
+    return registry.get(kind, value)
+
+
+def build(
+    encoder: str | SpeakerEncoder = "dvector",
+    fusion: str | None = None,
+    backbone: str = "speakerbeam",
+    adapt_layers: PlacementRequest = None,
+    *,
+    preset: str | None = None,
+    encoder_options: Mapping[str, Any] | None = None,
+    fusion_options: Mapping[str, Any] | None = None,
+    backbone_options: Mapping[str, Any] | None = None,
+    encoder_preset: str | None = None,
+    share_fusion: bool = False,
+    registry: Registry | None = None,
+) -> TSEModel:
+    """Assemble a TSE model from registered components.
+
+    ``adapt_layers``: where the speaker cue enters (``None``/``"default"`` = the backbone
+    paper's site; ``first``, ``last``, ``all``, ``every:N``, indices, site names, lists).
+    ``fusion=None`` uses the backbone paper's fusion. ``preset`` selects a backbone preset
+    (e.g. ``"small"``). ``encoder`` may also be a ready :class:`SpeakerEncoder` instance.
+    ``share_fusion`` uses one fusion module at every chosen site (needs equal site dims).
+    """
+    reg = registry or get_registry()
+    b_spec = _component(reg, "backbone", backbone)
+    b_cfg = b_spec.make_config(preset, backbone_options)
+    b_caps: BackboneCaps = b_spec.capabilities_for(b_cfg)
+
+    providers = {"backbone": b_spec.qualified_name}
+    if isinstance(encoder, SpeakerEncoder):
+        enc_module = encoder
+        e_name, e_cfg_dict = type(encoder).__name__, {}
+        emb_dim = encoder.embedding_dim
+    else:
+        e_spec = _component(reg, "encoder", encoder)
+        e_cfg = e_spec.make_config(encoder_preset, encoder_options)
+        e_caps: EncoderCaps = e_spec.capabilities_for(e_cfg)
+        emb_dim = e_caps.embedding_dim
+        e_name, e_cfg_dict = e_spec.name, config_to_dict(e_cfg)
+        providers["encoder"] = e_spec.qualified_name
+        enc_module = None
+
+    fusion_name = fusion or b_caps.default_fusion
+    if fusion_name is None:
+        raise TsekitError(f"backbone '{b_spec.name}' declares no default fusion; pass fusion=")
+    f_spec = _component(reg, "fusion", fusion_name)
+    f_cfg = f_spec.make_config(None, fusion_options)
+    f_caps: FusionCaps = f_spec.capabilities_for(f_cfg)
+    providers["fusion"] = f_spec.qualified_name
+
+    sites = resolve_placement(adapt_layers, b_caps)
+    for site in sites:
+        reason = check_fusion_at_site(f_spec.name, f_caps, site, emb_dim)
+        if reason:
+            raise PlacementError(reason)
+    if share_fusion and len({(s.dim, s.layout) for s in sites}) > 1:
+        raise PlacementError("share_fusion needs every chosen site to have the same channel dim and layout")
+
+    # Build modules only after every check passed.
+    if enc_module is None:
+        enc_module = e_spec.create(e_cfg)
+        if enc_module.embedding_dim != emb_dim:
+            raise TsekitError(
+                f"encoder '{e_spec.name}' declares embedding_dim {emb_dim} but built {enc_module.embedding_dim}"
+            )
+    bb = b_spec.create(b_cfg)
+    fusions: dict[str, Fusion] = {}
+    shared: Fusion | None = None
+    for site in sites:
+        if share_fusion and shared is not None:
+            fusions[site.name] = shared
+            continue
+        fusions[site.name] = f_spec.create(f_cfg, channels=site.dim, embedding_dim=emb_dim)
+        shared = fusions[site.name]
+    spec = ModelSpec(
+        encoder=e_name,
+        fusion=f_spec.name,
+        backbone=b_spec.name,
+        adapt_layers=[s.name for s in sites],
+        encoder_config=e_cfg_dict,
+        fusion_config=config_to_dict(f_cfg),
+        backbone_config=config_to_dict(b_cfg),
+        share_fusion=share_fusion,
+        providers=providers,
+    )
+    return TSEModel(enc_module, bb, fusions, sites, spec)

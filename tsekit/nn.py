@@ -1,0 +1,127 @@
+"""Base classes a component implements (public API; imports torch)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from tsekit.contracts import BackboneCaps, Site
+
+
+class SpeakerEncoder(nn.Module):
+    """Enrollment waveform ``[B, T]`` (+ lengths ``[B]``) → embedding ``[B, D]``."""
+
+    embedding_dim: int
+    sample_rate: int
+    frozen: bool = False
+
+    def forward(self, wav: Tensor, lengths: Tensor | None = None) -> Tensor:
+        raise NotImplementedError
+
+    def freeze(self) -> SpeakerEncoder:
+        self.frozen = True
+        for p in self.parameters():
+            p.requires_grad_(False)
+        return self.train(False)
+
+    def train(self, mode: bool = True) -> SpeakerEncoder:
+        return super().train(mode and not self.frozen)
+
+
+class Fusion(nn.Module):
+    """Injects an embedding ``[B, D]`` into features ``[B, C, ...]``; returns ``[B, C, ...]``."""
+
+    def __init__(self, channels: int, embedding_dim: int) -> None:
+        super().__init__()
+        self.channels, self.embedding_dim = channels, embedding_dim
+
+    def forward(self, x: Tensor, embedding: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+class Adapter:
+    """What a backbone calls at each adaptation site: ``x = adapt(site_name, x)``.
+
+    The base class adapts nothing. ``wants(site)`` tells whether a site is adapted.
+    """
+
+    def wants(self, site: str) -> bool:
+        """Whether ``site`` is adapted; backbones may skip preparing features for other sites."""
+        return False
+
+    def __call__(self, site: str, x: Tensor) -> Tensor:
+        return x
+
+
+class SiteAdapter(Adapter):
+    def __init__(self, fusions: Mapping[str, Fusion], embedding: Tensor) -> None:
+        self.fusions, self.embedding = fusions, embedding
+        self.applied: list[str] = []
+
+    def wants(self, site: str) -> bool:
+        return site in self.fusions
+
+    def __call__(self, site: str, x: Tensor) -> Tensor:
+        fusion = self.fusions.get(site)
+        if fusion is None:
+            return x
+        self.applied.append(site)
+        return fusion(x, self.embedding)
+
+
+class Backbone(nn.Module):
+    """Mixture ``[B, T]`` → estimate ``[B, T]``, calling ``adapt(site, x)`` at every declared site."""
+
+    sample_rate: int
+
+    def __init__(self, caps: BackboneCaps) -> None:
+        super().__init__()
+        self.caps = caps
+        self.sample_rate = caps.sample_rate
+
+    @property
+    def sites(self) -> tuple[Site, ...]:
+        return self.caps.sites
+
+    def forward(self, mixture: Tensor, adapt: Adapter) -> Tensor:
+        raise NotImplementedError
+
+
+class ReferenceSelector(nn.Module):
+    """Several enrollment embeddings of one target ``[N, D]`` (+ optional durations) → ``[D]``."""
+
+    def forward(self, embeddings: Tensor, durations: Tensor | None = None) -> Tensor:
+        raise NotImplementedError
+
+
+def channel_linear(x: Tensor, layer: nn.Module) -> Tensor:
+    """Apply a ``Linear`` over dim 1 of a channel-first tensor ``[B, C, ...]``."""
+    return layer(x.movedim(1, -1)).movedim(-1, 1)
+
+
+def broadcast_embedding(e: Tensor, like: Tensor) -> Tensor:
+    """``[B, D]`` → ``[B, D, 1, ..., 1]`` with as many trailing dims as ``like``."""
+    return e.reshape(e.shape[0], e.shape[1], *([1] * (like.dim() - 2)))
+
+
+def masked_mean(x: Tensor, lengths: Tensor | None, dim: int = -1) -> Tensor:
+    """Mean over ``dim`` counting only the first ``lengths[b]`` steps of each row."""
+    if lengths is None:
+        return x.mean(dim)
+    steps = x.shape[dim]
+    mask = torch.arange(steps, device=x.device)[None, :] < lengths.to(x.device)[:, None]
+    shape = [x.shape[0]] + [1] * (x.dim() - 1)
+    shape[dim] = steps
+    mask = mask.reshape(shape).to(x.dtype)
+    return (x * mask).sum(dim) / mask.sum(dim).clamp_min(1)
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+def describe_module(module: Any) -> str:
+    return f"{type(module).__name__} ({count_parameters(module) / 1e6:.2f} M params)"
