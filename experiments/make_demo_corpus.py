@@ -16,7 +16,8 @@ SRC = Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/data/librispeech-min
 DST = Path(__file__).resolve().parents[1] / "tsekit" / "data" / "librispeech-demo"
 N_SPEAKERS, SECONDS = 40, 10.0
 
-rows = list(csv.DictReader(open(SRC / "train-clean-100.csv")))
+with open(SRC / "train-clean-100.csv", newline="") as fh:
+    rows = list(csv.DictReader(fh))
 rows = [r for r in rows if float(r["duration_s"]) >= SECONDS]
 random.Random(0).shuffle(rows)
 chosen = sorted(rows[:N_SPEAKERS], key=lambda r: int(r["speaker"]))

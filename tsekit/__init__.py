@@ -29,6 +29,7 @@ __all__ = [
     "PlacementError",
     "PluginError",
     "Registry",
+    "TSEModel",
     "TsekitError",
     "UnknownComponentError",
     "__version__",

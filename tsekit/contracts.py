@@ -133,9 +133,8 @@ def resolve_placement(request: PlacementRequest, caps: BackboneCaps) -> tuple[Si
                 f"unknown adaptation site '{tok}'.{extra} Use an index 0..{len(sites) - 1}, a site "
                 f"name ({sites[0].name} … {sites[-1].name}), first, last, all, every:N, default or none"
             )
-    seen: set[str] = set()
-    unique = [s for s in chosen if not (s.name in seen or seen.add(s.name))]
-    return tuple(sorted(unique, key=lambda s: s.index))
+    unique = {s.name: s for s in chosen}
+    return tuple(sorted(unique.values(), key=lambda s: s.index))
 
 
 def check_fusion_at_site(fusion: str, caps: FusionCaps, site: Site, embedding_dim: int) -> str | None:

@@ -10,8 +10,15 @@ import torch
 from torch import Tensor, nn
 
 from tsekit.config import config_to_dict
-from tsekit.contracts import BackboneCaps, EncoderCaps, FusionCaps, PlacementRequest, Site
-from tsekit.contracts import check_fusion_at_site, resolve_placement
+from tsekit.contracts import (
+    BackboneCaps,
+    EncoderCaps,
+    FusionCaps,
+    PlacementRequest,
+    Site,
+    check_fusion_at_site,
+    resolve_placement,
+)
 from tsekit.errors import PlacementError, TsekitError
 from tsekit.nn import Backbone, Fusion, SiteAdapter, SpeakerEncoder, count_parameters
 from tsekit.registry import ComponentSpec, Registry, get_registry
@@ -90,7 +97,7 @@ class TSEModel(nn.Module):
             raise TsekitError(
                 f"embedding has shape {tuple(embedding.shape)}; expected ({mixture.shape[0]}, {self.embedding_dim})"
             )
-        fusions = {name: self.fusions[key] for name, key in self._site_keys.items()}
+        fusions: dict[str, Fusion] = {name: self.fusions[key] for name, key in self._site_keys.items()}  # type: ignore[misc]
         out = self.backbone(mixture, SiteAdapter(fusions, embedding))
         if out.shape != mixture.shape:
             raise TsekitError(

@@ -14,6 +14,7 @@ import os
 import traceback
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -68,7 +69,7 @@ def _env_list(name: str) -> list[str]:
 
 def _describe(exc: BaseException) -> str:
     frame = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
-    where = f" ({os.path.basename(frame[0].filename)}:{frame[0].lineno})" if frame else ""
+    where = f" ({Path(frame[0].filename).name}:{frame[0].lineno})" if frame else ""
     return f"{type(exc).__name__}: {exc}{where}"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import importlib
 import re
@@ -211,7 +212,7 @@ class Registry:
         """A registry over the given plugin objects (and entry points when ``autoload``)."""
         from tsekit.plugins import load_plugins
 
-        return load_plugins(*plugins, autoload=autoload, strict=strict).registry  # type: ignore[no-any-return]
+        return load_plugins(*plugins, autoload=autoload, strict=strict).registry
 
     def _add(self, info: PluginInfo, specs: list[ComponentSpec]) -> None:
         info.components = {}
@@ -249,7 +250,7 @@ class Registry:
         if kind not in self._specs:
             raise UnknownComponentError("component kind", kind, list(self._specs))
 
-    def list(self, kind: str | None = None, *, provider: str | None = None) -> list[ComponentSpec]:
+    def list(self, kind: str | None = None, *, provider: str | None = None) -> builtins.list[ComponentSpec]:
         kinds = [kind] if kind else list(self._specs)
         out = []
         for k in kinds:
@@ -259,7 +260,7 @@ class Registry:
             out = [s for s in out if provider in (s.provider.plugin, s.provider.distribution)]
         return sorted(out, key=lambda s: (KINDS.index(s.kind), s.name, s.provider.plugin))
 
-    def names(self, kind: str) -> list[str]:
+    def names(self, kind: str) -> builtins.list[str]:
         self._check_kind(kind)
         return sorted({s.name for s in self._specs[kind]})
 
@@ -324,4 +325,4 @@ def get_registry() -> Registry:
     """The registry of the process-wide plugin set."""
     from tsekit.plugins import get_plugins
 
-    return get_plugins().registry  # type: ignore[no-any-return]
+    return get_plugins().registry

@@ -51,7 +51,7 @@ def load_state(path: str | Path) -> dict[str, Tensor]:
 def partial_slices(n_samples: int, rate: float, min_coverage: float) -> list[int]:
     """Start frames of the 1.6 s partial utterances (resemblyzer's ``compute_partial_slices``)."""
     n_frames = math.ceil((n_samples + 1) / HOP)
-    step = int(round((SAMPLE_RATE / rate) / HOP))
+    step = round((SAMPLE_RATE / rate) / HOP)
     starts = list(range(0, max(1, n_frames - PARTIAL_FRAMES + step + 1), step))
     coverage = (n_samples - starts[-1] * HOP) / (PARTIAL_FRAMES * HOP)
     if coverage < min_coverage and len(starts) > 1:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import pytest
@@ -199,18 +200,18 @@ def iter_cases(registry: Registry | None = None, provider: str | None = None) ->
 
     for spec in reg.list("encoder"):
         if mine(spec) and usable(spec):
-            yield Case(f"encoder-{spec.qualified_name}", lambda s=spec: check_encoder(s))
+            yield Case(f"encoder-{spec.qualified_name}", partial(check_encoder, spec))
     fusions = [s for s in reg.list("fusion") if usable(s)]
     for spec in fusions:
         if mine(spec):
-            yield Case(f"fusion-{spec.qualified_name}", lambda s=spec: check_fusion(s))
+            yield Case(f"fusion-{spec.qualified_name}", partial(check_fusion, spec))
     for spec in reg.list("backbone"):
         if not usable(spec):
             continue
         if mine(spec):
-            yield Case(f"backbone-{spec.qualified_name}-default", lambda s=spec: check_backbone(s, None, 0.05))
-            for preset in spec.presets:
-                yield Case(f"backbone-{spec.qualified_name}-{preset}", lambda s=spec, p=preset: check_backbone(s, p))
+            yield Case(f"backbone-{spec.qualified_name}-default", partial(check_backbone, spec, None, 0.05))
+            for name in spec.presets:
+                yield Case(f"backbone-{spec.qualified_name}-{name}", partial(check_backbone, spec, name))
         preset = _test_preset(spec)
         caps = spec.capabilities_for(spec.make_config(preset))
         for site in caps.sites:
@@ -221,7 +222,7 @@ def iter_cases(registry: Registry | None = None, provider: str | None = None) ->
                     continue
                 yield Case(
                     f"site-{spec.qualified_name}-{preset or 'default'}-{site.name}-{fusion.qualified_name}",
-                    lambda s=spec, p=preset, n=site.name, f=fusion: check_site(s, p, n, f, reg),
+                    partial(check_site, spec, preset, site.name, fusion, reg),
                 )
 
 
