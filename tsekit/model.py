@@ -206,6 +206,7 @@ def build(
                 f"encoder '{e_spec.name}' declares embedding_dim {emb_dim} but built {enc_module.embedding_dim}"
             )
     bb = b_spec.create(b_cfg)
+    enc_module.bind(bb)
     fusions: dict[str, Fusion] = {}
     shared: Fusion | None = None
     for site in sites:

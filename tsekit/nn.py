@@ -21,6 +21,14 @@ class SpeakerEncoder(nn.Module):
     def forward(self, wav: Tensor, lengths: Tensor | None = None) -> Tensor:
         raise NotImplementedError
 
+    def bind(self, backbone: Backbone) -> None:
+        """Called once by ``tsekit.build`` with the model's backbone; a jointly learned encoder may
+        reuse parts of it (SpEx+ shares the speech encoder). Default: nothing."""
+
+    def speaker_logits(self, embedding: Tensor) -> Tensor | None:
+        """Speaker-classification logits for an auxiliary loss, when the encoder has a head."""
+        return None
+
     def freeze(self) -> SpeakerEncoder:
         self.frozen = True
         for p in self.parameters():
