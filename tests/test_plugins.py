@@ -203,3 +203,18 @@ def test_every_hook_is_documented() -> None:
     for name in hooks:
         assert getattr(hookspecs, name).__doc__, name
         assert name in readme, f"{name} missing from README"
+
+
+def test_example_third_party_package_end_to_end() -> None:
+    """plugins/tsekit-example, pip-installed by the README's test command, arrives via entry points."""
+    import torch
+
+    ps = load_plugins(autoload=True)
+    reg = ps.registry
+    info = ps.infos.get("example")
+    assert info is not None, "install it: pip install ./plugins/tsekit-example"
+    assert (info.status, info.distribution, info.builtin) == ("ok", "tsekit-example", False)
+    assert info.components == {"encoder": ["mfcc-mean"], "fusion": ["gate"]}
+    model = tsekit.build("mfcc-mean", "gate", "speakerbeam", "all", preset="tiny", registry=reg)
+    out = model(torch.randn(2, 1600), torch.randn(2, 8000))
+    assert out.shape == (2, 1600)

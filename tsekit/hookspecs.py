@@ -60,9 +60,10 @@ def tsekit_register_backbones(register: Any) -> None:
 
 @hookspec
 def tsekit_register_selectors(register: Any) -> None:
-    """Register reference selectors: several enrollment embeddings → one embedding.
+    """Register reference selectors: several enrollment recordings of one speaker → one embedding.
 
-    The factory is called as ``factory(config)`` and returns a :class:`tsekit.nn.ReferenceSelector`.
+    The factory is called as ``factory(config)`` and returns a :class:`tsekit.nn.ReferenceSelector`
+    whose ``select(references, embed)`` gets the waveforms and an ``embed(wav, lengths)`` callable.
     """
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -98,11 +99,71 @@ class Backbone(nn.Module):
         raise NotImplementedError
 
 
-class ReferenceSelector(nn.Module):
-    """Several enrollment embeddings of one target ``[N, D]`` (+ optional durations) → ``[D]``."""
+Embed = Callable[[Tensor, Tensor], Tensor]
+"""A speaker encoder call: waveforms ``[B, T]`` + lengths ``[B]`` → embeddings ``[B, D]``."""
 
-    def forward(self, embeddings: Tensor, durations: Tensor | None = None) -> Tensor:
+Piece = tuple[int, int, int]
+"""``(reference index, start sample, end sample)`` of a piece of an enrollment recording."""
+
+
+@dataclass
+class Selection:
+    """What a :class:`ReferenceSelector` made of a target's enrollment recordings."""
+
+    embedding: Tensor
+    """The target's embedding ``[D]``."""
+    kept: list[Piece] = field(default_factory=list)
+    """Pieces whose audio shaped the embedding."""
+    dropped: list[Piece] = field(default_factory=list)
+    """Pieces left out (other speakers, outliers, unused references)."""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class ReferenceSelector(nn.Module):
+    """Several enrollment recordings of one target speaker → one embedding (a :class:`Selection`).
+
+    ``references`` are 1-D waveforms at the encoder's rate; ``embed`` is the encoder call
+    ``(wav [B, T], lengths [B]) -> [B, D]``. ``sample_rate`` defaults to ``embed.sample_rate``
+    (an encoder module) or 16000. Gradients flow through ``embed`` unless the caller disables them.
+    """
+
+    def select(self, references: Sequence[Tensor], embed: Embed, sample_rate: int | None = None) -> Selection:
         raise NotImplementedError
+
+    def forward(self, references: Sequence[Tensor], embed: Embed, sample_rate: int | None = None) -> Selection:
+        return self.select(references, embed, sample_rate)
+
+    @staticmethod
+    def check_references(references: Sequence[Tensor]) -> list[Tensor]:
+        """The references as a list of non-empty 1-D tensors, or a ValueError saying which one is not."""
+        refs = list(references)
+        if not refs:
+            raise ValueError("no enrollment references given")
+        for i, ref in enumerate(refs):
+            if not isinstance(ref, Tensor) or ref.dim() != 1 or ref.numel() == 0:
+                shape = tuple(ref.shape) if isinstance(ref, Tensor) else type(ref).__name__
+                raise ValueError(f"reference {i} must be a non-empty 1-D waveform, got {shape}")
+        return refs
+
+    @staticmethod
+    def rate_of(embed: Embed, sample_rate: int | None) -> int:
+        return int(sample_rate or getattr(embed, "sample_rate", 0) or 16000)
+
+    @staticmethod
+    def embed_pieces(
+        references: Sequence[Tensor], pieces: Sequence[Piece], embed: Embed, batch_size: int = 32
+    ) -> Tensor:
+        """Embed each piece, zero-padded into batches with lengths: ``[len(pieces), D]``."""
+        out: list[Tensor] = []
+        for first in range(0, len(pieces), max(1, batch_size)):
+            batch = pieces[first : first + max(1, batch_size)]
+            lengths = [end - start for _, start, end in batch]
+            ref0 = references[batch[0][0]]
+            wav = ref0.new_zeros(len(batch), max(lengths))
+            for row, (index, start, end) in enumerate(batch):
+                wav[row, : end - start] = references[index][start:end]
+            out.append(embed(wav, torch.tensor(lengths, device=ref0.device)))
+        return torch.cat(out)
 
 
 def channel_linear(x: Tensor, layer: nn.Module) -> Tensor:

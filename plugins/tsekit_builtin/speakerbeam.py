@@ -44,6 +44,11 @@ class SpeakerBeamConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     # BUT speakerbeam egs/libri2mix/local/conf.yml (8 kHz): the default.
     "but8k": {},
+    # ESPnet egs2/librimix/tse1 conf/tuning/train_enh_tse_td_speakerbeam_16k.yaml (16 kHz).
+    "espnet16k": {
+        "sample_rate": 16000, "n_filters": 256, "kernel_size": 32, "stride": 16,
+        "n_blocks": 8, "n_repeats": 4, "bn_chan": 256, "hid_chan": 512, "skip_chan": 256,
+    },
     "small": {
         "sample_rate": 16000, "n_filters": 256, "kernel_size": 32, "stride": 16,
         "n_blocks": 8, "n_repeats": 2, "bn_chan": 128, "hid_chan": 256, "skip_chan": 128,

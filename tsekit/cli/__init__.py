@@ -13,7 +13,7 @@ import typer
 
 from tsekit.plugins import PluginSet, load_plugins
 
-BUILTIN_COMMANDS = {"plugins", "components", "inspect"}
+BUILTIN_COMMANDS = {"plugins", "components", "inspect", "pretrain-encoder"}
 
 
 class State:
@@ -77,7 +77,7 @@ def _add_plugin_commands(app: typer.Typer, plugin_set: PluginSet) -> None:
 
 def create_app(plugin_set: PluginSet | None = None) -> typer.Typer:
     """Build the CLI over ``plugin_set`` (default: load installed plugins)."""
-    from tsekit.cli import commands
+    from tsekit.cli import commands, pretrain
 
     ps = plugin_set if plugin_set is not None else load_plugins()
     state = State(ps)
@@ -90,6 +90,7 @@ def create_app(plugin_set: PluginSet | None = None) -> typer.Typer:
         context_settings={"help_option_names": ["-h", "--help"]},
     )
     commands.install(app, state)
+    pretrain.install(app, state)
     _add_plugin_commands(app, ps)
     return app
 
