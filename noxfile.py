@@ -11,7 +11,8 @@ nox.options.sessions = ["lint", "typecheck", "tests", "plugins"]
 @nox.session
 def tests(session: nox.Session) -> None:
     """The README's test suite (installs tsekit and the example plugin)."""
-    session.install("-e", ".[test]", "./plugins/tsekit-example")
+    session.install("-e", ".[test]")
+    session.install("./plugins/tsekit-example")
     session.run("python", "-m", "pytest", *session.posargs)
 
 
@@ -30,6 +31,7 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def plugins(session: nox.Session) -> None:
     """Install the example plugin, run its own tests, and check every plugin strictly."""
-    session.install("-e", ".", "-e", "./plugins/tsekit-example", "pytest")
+    session.install("-e", ".", "pytest")
+    session.install("-e", "./plugins/tsekit-example")
     session.run("python", "-m", "pytest", "-q", "plugins/tsekit-example/tests", "-p", "no:cacheprovider")
     session.run("tsekit", "--strict-plugins", "plugins", "check")
