@@ -158,15 +158,8 @@ def _batch(size, gen, n=800):
     return target + other, target, enrollment, labels
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
-
-def test_joint_training_separates_speakers(registry, one_thread):
+def test_joint_training_separates_speakers(registry):
     torch.manual_seed(0)
     model = tiny_spex(registry, num_speakers=2)
     enc = model.encoder

@@ -17,14 +17,6 @@ SR = 16000
 PAIRS = ((0, 1), (2, 3), (4, 5), (6, 7))  # (target A, interferer B): consecutive corpus speakers
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small LSTM batches: one thread avoids OpenMP spin-waiting on a shared CPU (minutes → seconds)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def registry():

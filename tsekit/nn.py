@@ -166,6 +166,28 @@ class ReferenceSelector(nn.Module):
         return torch.cat(out)
 
 
+class ChannelLayerNorm(nn.Module):
+    """cLN: layer norm over channels at every frame of ``[B, C, T]`` (causal)."""
+
+    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(channels, eps=eps)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.norm(x.transpose(1, 2)).transpose(1, 2)
+
+
+def make_norm(kind: str, channels: int, eps: float = 1e-8) -> nn.Module:
+    """Conv-TasNet norms for ``[B, C, T]``: ``gLN`` (global), ``cLN`` (per frame) or ``BN``."""
+    if kind == "gLN":
+        return nn.GroupNorm(1, channels, eps=eps)
+    if kind == "cLN":
+        return ChannelLayerNorm(channels)
+    if kind == "BN":
+        return nn.BatchNorm1d(channels)
+    raise ValueError(f"unknown norm {kind!r}; use gLN, cLN or BN")
+
+
 def channel_linear(x: Tensor, layer: nn.Module) -> Tensor:
     """Apply a ``Linear`` over dim 1 of a channel-first tensor ``[B, C, ...]``."""
     return layer(x.movedim(1, -1)).movedim(-1, 1)

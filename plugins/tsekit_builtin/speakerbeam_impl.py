@@ -8,27 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tsekit.nn import Adapter, Backbone
+from tsekit.nn import Adapter, Backbone, make_norm
 from tsekit_builtin.speakerbeam import capabilities
-
-
-class ChannelLayerNorm(nn.Module):
-    """cLN: layer norm over channels at every frame (causal)."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.norm = nn.LayerNorm(channels)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.norm(x.transpose(1, 2)).transpose(1, 2)
-
-
-def make_norm(kind: str, channels: int) -> nn.Module:
-    if kind == "gLN":
-        return nn.GroupNorm(1, channels, eps=1e-8)
-    if kind == "cLN":
-        return ChannelLayerNorm(channels)
-    return nn.BatchNorm1d(channels)
 
 
 class TCNBlock(nn.Module):

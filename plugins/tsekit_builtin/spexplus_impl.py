@@ -8,24 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tsekit.nn import Adapter, Backbone
+from tsekit.nn import Adapter, Backbone, ChannelLayerNorm, make_norm
 from tsekit_builtin.spexplus import capabilities
-
-
-class ChannelLayerNorm(nn.Module):
-    """cLN: layer norm over channels at every frame."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.norm = nn.LayerNorm(channels)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.norm(x.transpose(1, 2)).transpose(1, 2)
-
-
-def make_norm(kind: str, channels: int) -> nn.Module:
-    # gLN (over channels and time, per-channel affine) is GroupNorm with a single group.
-    return nn.GroupNorm(1, channels, eps=1e-5) if kind == "gLN" else ChannelLayerNorm(channels)
 
 
 class TCNBlock(nn.Module):
