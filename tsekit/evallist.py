@@ -1,0 +1,99 @@
+"""Evaluation lists (``mixtures.csv``): what ``tsekit simulate`` writes and ``eval``/``extract --list`` read.
+
+Required columns: ``mixture_id,mixture_path,enrollment_path,target_path`` (paths relative to the CSV;
+``target_path`` may be empty when no reference exists). Any further columns (simulation parameters:
+``sir_db``, ``snr_db``, ``rt60``, ``target_speaker``, ...) are kept as strings in ``extras``.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tsekit.errors import TsekitError
+from tsekit.io import atomic_open
+
+COLUMNS = ("mixture_id", "mixture_path", "enrollment_path", "target_path")
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    mixture_id: str
+    mixture: Path
+    enrollment: Path
+    target: Path | None
+    extras: dict[str, str] = field(default_factory=dict)
+
+
+def read_eval_list(path: str | Path, *, check_files: bool = True) -> list[EvalItem]:
+    """Parse and validate; problems raise a one-line TsekitError naming ``file:line``."""
+    path = Path(path)
+    if not path.is_file():
+        raise TsekitError(f"{path}: no such evaluation list")
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            header = reader.fieldnames or []
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise TsekitError(f"{path}: not a readable CSV ({type(exc).__name__}: {exc})") from None
+    missing = [c for c in COLUMNS if c not in header]
+    if missing:
+        raise TsekitError(f"{path}: missing column(s) {', '.join(missing)} (need {','.join(COLUMNS)})")
+    if not rows:
+        raise TsekitError(f"{path}: no rows")
+    items, seen = [], set()
+    for line, row in enumerate(rows, start=2):
+        mid = (row["mixture_id"] or "").strip()
+        if not mid:
+            raise TsekitError(f"{path}:{line}: empty mixture_id")
+        if mid in seen:
+            raise TsekitError(f"{path}:{line}: duplicate mixture_id '{mid}'")
+        seen.add(mid)
+        paths = {}
+        for col in COLUMNS[1:]:
+            value = (row[col] or "").strip()
+            if not value:
+                if col == "target_path":
+                    paths[col] = None
+                    continue
+                raise TsekitError(f"{path}:{line}: empty {col}")
+            full = path.parent / value
+            if check_files and not full.is_file():
+                raise TsekitError(f"{path}:{line}: {col} {full} does not exist")
+            paths[col] = full
+        extras = {k: (v or "") for k, v in row.items() if k not in COLUMNS and k is not None}
+        items.append(EvalItem(mid, paths["mixture_path"], paths["enrollment_path"], paths["target_path"], extras))
+    return items
+
+
+def write_eval_list(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> Path:
+    """Write rows atomically. Path values are made relative to the CSV's folder."""
+    path = Path(path)
+    rows = list(rows)
+    extra_cols: list[str] = []
+    for row in rows:
+        for key in row:
+            if key not in COLUMNS and key not in extra_cols:
+                extra_cols.append(key)
+    root = path.parent.resolve()
+
+    def cell(value: Any) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, Path):
+            full = value.resolve()
+            return full.relative_to(root).as_posix() if full.is_relative_to(root) else str(full)
+        if isinstance(value, float):
+            return f"{value:.6g}"
+        return str(value)
+
+    with atomic_open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow([*COLUMNS, *extra_cols])
+        for row in rows:
+            writer.writerow([cell(row.get(c)) for c in (*COLUMNS, *extra_cols)])
+    return path

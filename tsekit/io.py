@@ -1,0 +1,40 @@
+"""Atomic file writes: a killed process never leaves a half-written result behind."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[IO[Any]]:
+    """Open a temporary file beside ``path``; on success it replaces ``path`` in one step."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **kwargs) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_audio(path: str | Path, wav: Any, sample_rate: int) -> None:
+    """Write a mono waveform (tensor or array) atomically; the format follows the suffix (wav, flac)."""
+    import numpy as np
+    import soundfile as sf
+
+    data = wav.detach().cpu().numpy() if hasattr(wav, "detach") else np.asarray(wav)
+    path = Path(path)
+    fmt = path.suffix.lstrip(".").upper() or "WAV"
+    with atomic_open(path, "wb") as fh:
+        sf.write(fh, data.astype(np.float32), sample_rate, format=fmt, subtype="FLOAT" if fmt == "WAV" else None)
