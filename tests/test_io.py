@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ def test_atomic_open_leaves_nothing_on_failure(tmp_path: Path) -> None:
         fh.write("half")
         raise RuntimeError("killed")
     assert target.read_text() == "old\n"
-    assert os.listdir(tmp_path) == ["results.csv"]
+    assert [p.name for p in tmp_path.iterdir()] == ["results.csv"]
     with atomic_open(target) as fh:
         fh.write("new\n")
     assert target.read_text() == "new\n"

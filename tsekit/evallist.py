@@ -53,7 +53,7 @@ def read_eval_list(path: str | Path, *, check_files: bool = True) -> list[EvalIt
         if mid in seen:
             raise TsekitError(f"{path}:{line}: duplicate mixture_id '{mid}'")
         seen.add(mid)
-        paths = {}
+        paths: dict[str, Path | None] = {}
         for col in COLUMNS[1:]:
             value = (row[col] or "").strip()
             if not value:
@@ -66,7 +66,9 @@ def read_eval_list(path: str | Path, *, check_files: bool = True) -> list[EvalIt
                 raise TsekitError(f"{path}:{line}: {col} {full} does not exist")
             paths[col] = full
         extras = {k: (v or "") for k, v in row.items() if k not in COLUMNS and k is not None}
-        items.append(EvalItem(mid, paths["mixture_path"], paths["enrollment_path"], paths["target_path"], extras))
+        mixture, enrollment = paths["mixture_path"], paths["enrollment_path"]
+        assert mixture is not None and enrollment is not None
+        items.append(EvalItem(mid, mixture, enrollment, paths["target_path"], extras))
     return items
 
 
