@@ -1,0 +1,320 @@
+"""The training loop: AdamW, warm-up + cosine decay, clipping, accumulation, validation, atomic
+checkpoints and exact resume.
+
+Determinism: batch ``s`` is made of dataset items ``[s·B·A, (s+1)·B·A)`` (B batch, A accumulation),
+and every item depends only on its index, so a resumed run sees the same data; model, optimiser
+and RNG state are restored from the last checkpoint. A run killed at any point loses at most the
+steps since that checkpoint and ends with the same weights as an uninterrupted one (CPU).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tsekit.errors import TsekitError
+from tsekit.io import atomic_open
+
+CHECKPOINTS, LATEST, METRICS = "checkpoints", "latest", "metrics.jsonl"
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    warmup_steps: int = 200
+    min_lr_ratio: float = 0.05
+    grad_clip: float = 5.0
+    grad_accum: int = 1
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    batch_size: int = 4
+    max_steps: int | None = 1000
+    max_time: float | None = None  # seconds for this invocation
+    val_every: int = 200
+    checkpoint_every: int = 100
+    log_every: int = 10
+    early_stop_patience: int = 0  # validations without improvement; 0 = off
+    amp: bool = True  # CUDA only
+    keep_checkpoints: int = 2
+    seed: int = 0
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+
+def lr_factor(step: int, total: int | None, cfg: OptimConfig) -> float:
+    """Linear warm-up, then cosine decay to ``min_lr_ratio`` over ``total`` steps (constant without a total)."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if not total or total <= cfg.warmup_steps:
+        return 1.0
+    progress = min(1.0, (step - cfg.warmup_steps) / (total - cfg.warmup_steps))
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def si_sdr(estimate: Any, target: Any, eps: float = 1e-8) -> Any:
+    """SI-SDR in dB per row of ``[B, T]`` tensors."""
+    estimate = estimate - estimate.mean(-1, keepdim=True)
+    target = target - target.mean(-1, keepdim=True)
+    scale = (estimate * target).sum(-1, keepdim=True) / (target.pow(2).sum(-1, keepdim=True) + eps)
+    projection = scale * target
+    return 10 * ((projection.pow(2).sum(-1) + eps) / ((estimate - projection).pow(2).sum(-1) + eps)).log10()
+
+
+# -- checkpoints -------------------------------------------------------------------------------------
+
+
+def _optimizer_tensors(optimizer: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    import torch
+
+    state = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for idx, values in state["state"].items():
+        for key, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"opt.{idx}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{idx}.{key}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _restore_optimizer(optimizer: Any, tensors: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if name.startswith("opt."):
+            _, idx, key = name.split(".", 2)
+            state.setdefault(int(idx), {})[key] = value
+    for name, value in meta["scalars"].items():
+        idx, key = name.split(".", 1)
+        state.setdefault(int(idx), {})[key] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def save_checkpoint(run_dir: Path, step: int, model: Any, optimizer: Any, meta: dict[str, Any], keep: int = 2) -> Path:
+    """Write ``checkpoints/step-N/`` completely, then point ``checkpoints/latest`` at it."""
+    import torch
+    from safetensors.torch import save
+
+    from tsekit.checkpoint import save_model
+
+    root = run_dir / CHECKPOINTS
+    final = root / f"step-{step:08d}"
+    tmp = root / f".tmp-step-{step:08d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_model(model, tmp)
+    tensors, opt_meta = _optimizer_tensors(optimizer)
+    tensors["rng.torch"] = torch.get_rng_state()
+    with atomic_open(tmp / "state.safetensors", "wb") as fh:
+        fh.write(save(tensors))
+    with atomic_open(tmp / "state.json", "w", encoding="utf-8") as fh:
+        json.dump({**meta, "step": step, "optimizer": opt_meta}, fh, default=str)
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    with atomic_open(root / LATEST, "w", encoding="utf-8") as fh:
+        fh.write(final.name)
+    for old in sorted(p for p in root.glob("step-*") if p.name != final.name)[:-max(keep - 1, 0) or None]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    pointer = run_dir / CHECKPOINTS / LATEST
+    if not pointer.is_file():
+        return None
+    path = run_dir / CHECKPOINTS / pointer.read_text().strip()
+    if not (path / "state.json").is_file():
+        raise TsekitError(f"{pointer}: points at an incomplete checkpoint {path}")
+    return path
+
+
+def load_checkpoint(path: Path, model: Any, optimizer: Any) -> dict[str, Any]:
+    import torch
+    from safetensors.torch import load_file
+
+    weights = load_file(str(path / "model.safetensors"))
+    model.load_state_dict(weights)
+    tensors = load_file(str(path / "state.safetensors"))
+    meta = json.loads((path / "state.json").read_text(encoding="utf-8"))
+    _restore_optimizer(optimizer, tensors, meta.pop("optimizer"))
+    torch.set_rng_state(tensors["rng.torch"])
+    return meta
+
+
+# -- the loop ----------------------------------------------------------------------------------------
+
+
+def collate(items: list[Mapping[str, Any]]) -> dict[str, Any]:
+    import torch
+
+    out: dict[str, Any] = {}
+    for key in ("mixture", "target", "enrollment"):
+        out[key] = torch.stack([item[key] for item in items])
+    if "enrollment_length" in items[0]:
+        out["enrollment_lengths"] = torch.tensor([int(item["enrollment_length"]) for item in items])
+    return out
+
+
+def _log(path: Path, row: Mapping[str, Any]) -> None:
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(row, default=float) + "\n")
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop rows a killed run wrote after its last checkpoint."""
+    if not path.is_file():
+        return
+    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
+    with atomic_open(path, "w", encoding="utf-8") as fh:
+        fh.write("".join(line + "\n" for line in keep))
+
+
+
+def validate(model: Any, batches: list[dict[str, Any]], device: Any) -> dict[str, float]:
+    """Mean SI-SDR and SI-SDR improvement over fixed validation batches."""
+    import torch
+
+    model.eval()
+    sdr, sdri = [], []
+    with torch.no_grad():
+        for batch in batches:
+            mixture, target = batch["mixture"].to(device), batch["target"].to(device)
+            estimate = model(mixture, batch["enrollment"].to(device), batch.get("enrollment_lengths"))
+            present = target.pow(2).mean(-1) > 1e-8
+            if present.any():
+                a = si_sdr(estimate[present].float(), target[present].float())
+                b = si_sdr(mixture[present].float(), target[present].float())
+                sdr.extend(a.tolist())
+                sdri.extend((a - b).tolist())
+    model.train()
+    n = max(len(sdr), 1)
+    return {"si_sdr": sum(sdr) / n, "si_sdri": sum(sdri) / n, "n": len(sdr)}
+
+
+def fit(
+    model: Any,
+    loss_fn: Any,
+    dataset: Any,
+    run_dir: str | Path,
+    config: LoopConfig,
+    *,
+    val_batches: list[dict[str, Any]] | None = None,
+    run_meta: Mapping[str, Any] | None = None,
+    device: str = "auto",
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Train ``model`` on ``dataset`` (items indexed deterministically) into ``run_dir``; resumes if possible."""
+    import torch
+
+    from tsekit.checkpoint import save_model
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    model.to(dev).train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise TsekitError("the model has no trainable parameters")
+    opt_cfg = config.optim
+    optimizer = torch.optim.AdamW(params, lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay)
+    use_amp = config.amp and dev.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    log_path = run_dir / METRICS
+
+    step, elapsed, best, bad_vals, history = 0, 0.0, -math.inf, 0, []
+    torch.manual_seed(config.seed)
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is not None:
+        meta = load_checkpoint(ckpt, model, optimizer)
+        step, elapsed, best, bad_vals = meta["step"], meta["elapsed_s"], meta["best"], meta["bad_vals"]
+        history = meta.get("history", [])
+        _truncate_log(log_path, step)
+    per_step = config.batch_size * opt_cfg.grad_accum
+    started = time.monotonic()
+    stop_reason = "max_steps"
+    window: list[float] = []
+
+    def checkpoint() -> None:
+        save_checkpoint(
+            run_dir, step, model, optimizer,
+            {"elapsed_s": elapsed + time.monotonic() - started, "best": best, "bad_vals": bad_vals,
+             "history": history, **(run_meta or {})},
+            keep=config.keep_checkpoints,
+        )
+
+    while config.max_steps is None or step < config.max_steps:
+        if config.max_time is not None and time.monotonic() - started >= config.max_time:
+            stop_reason = "max_time"
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = opt_cfg.lr * lr_factor(step, config.max_steps, opt_cfg)
+        optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        for micro in range(opt_cfg.grad_accum):
+            first = step * per_step + micro * config.batch_size
+            batch = collate([dataset[i] for i in range(first, first + config.batch_size)])
+            mixture, target = batch["mixture"].to(dev), batch["target"].to(dev)
+            with torch.autocast(dev.type, enabled=use_amp):
+                estimate = model(mixture, batch["enrollment"].to(dev), batch.get("enrollment_lengths"))
+                extras: dict[str, Any] = {"mixture": mixture, "sample_rate": model.sample_rate}
+                scales = getattr(model.backbone, "last_scales", None)
+                if scales is not None:
+                    extras["scales"] = scales
+                loss = loss_fn(estimate.float(), target.float(), **extras) / opt_cfg.grad_accum
+            scaler.scale(loss).backward()
+            total += float(loss.detach())
+        if not math.isfinite(total):
+            raise TsekitError(f"the loss became {total} at step {step}; lower the learning rate")
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(params, opt_cfg.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        step += 1
+        window.append(total)
+        now = elapsed + time.monotonic() - started
+        if step % config.log_every == 0:
+            row = {"step": step, "split": "train", "loss": sum(window) / len(window),
+                   "lr": optimizer.param_groups[0]["lr"], "time_s": now}
+            _log(log_path, row)
+            window = []
+            if on_progress:
+                on_progress(row)
+        if val_batches and (step % config.val_every == 0 or step == config.max_steps):
+            scores = validate(model, val_batches, dev)
+            row = {"step": step, "split": "val", **scores, "time_s": now}
+            _log(log_path, row)
+            history.append(row)
+            if on_progress:
+                on_progress(row)
+            if scores["si_sdri"] > best:
+                best, bad_vals = scores["si_sdri"], 0
+                save_model(model, run_dir / "best", {"step": step, "val": scores})
+            else:
+                bad_vals += 1
+            if config.early_stop_patience and bad_vals >= config.early_stop_patience:
+                stop_reason = "early_stop"
+                checkpoint()
+                break
+        if step % config.checkpoint_every == 0 or step == config.max_steps:
+            checkpoint()
+    if stop_reason == "max_time":
+        checkpoint()
+    save_model(model, run_dir / "last", {"step": step})
+    return {
+        "steps": step,
+        "stop_reason": stop_reason,
+        "best_val_si_sdri": best if history else None,
+        "train_time_s": elapsed + time.monotonic() - started,
+        "history": history,
+    }
