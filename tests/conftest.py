@@ -8,6 +8,20 @@ import pytest
 
 
 @pytest.fixture(autouse=True, scope="session")
+def private_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Caches (durations, RIR banks) go to a temporary folder, never the user's home."""
+    import os
+
+    old = os.environ.get("TSEKIT_CACHE_DIR")
+    os.environ["TSEKIT_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("TSEKIT_CACHE_DIR", None)
+    else:
+        os.environ["TSEKIT_CACHE_DIR"] = old
+
+
+@pytest.fixture(autouse=True, scope="session")
 def one_torch_thread():
     """Tests use tiny tensors: one thread avoids OpenMP spin-waiting when CPUs are shared."""
     import torch

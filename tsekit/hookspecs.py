@@ -74,7 +74,9 @@ def tsekit_register_losses(register: Any) -> None:
 
 @hookspec
 def tsekit_register_metrics(register: Any) -> None:
-    """Register evaluation metrics: ``metric(estimate, target, mixture=..., sample_rate=...) -> float``."""
+    """Register evaluation metrics (see :mod:`tsekit.metrics`): objects with ``name``,
+    ``higher_is_better``, ``needs`` and ``__call__(estimate, target, mixture, sample_rate, **extras)``
+    returning a float or a dict of floats, for one utterance."""
 
 
 @hookspec

@@ -13,7 +13,7 @@ import typer
 
 from tsekit.plugins import PluginSet, load_plugins
 
-BUILTIN_COMMANDS = {"plugins", "components", "inspect", "pretrain-encoder"}
+BUILTIN_COMMANDS = {"plugins", "components", "inspect", "pretrain-encoder", "corpus", "import-librimix", "simulate"}
 
 
 class State:
@@ -77,7 +77,8 @@ def _add_plugin_commands(app: typer.Typer, plugin_set: PluginSet) -> None:
 
 def create_app(plugin_set: PluginSet | None = None) -> typer.Typer:
     """Build the CLI over ``plugin_set`` (default: load installed plugins)."""
-    from tsekit.cli import commands, pretrain
+    from tsekit.cli import commands, data, pretrain
+    from tsekit.cli import simulate as simulate_cli
 
     ps = plugin_set if plugin_set is not None else load_plugins()
     state = State(ps)
@@ -91,6 +92,8 @@ def create_app(plugin_set: PluginSet | None = None) -> typer.Typer:
     )
     commands.install(app, state)
     pretrain.install(app, state)
+    simulate_cli.install(app, state)
+    data.install(app, state)
     _add_plugin_commands(app, ps)
     return app
 

@@ -1,0 +1,77 @@
+"""Data commands: ``tsekit corpus describe`` and ``tsekit import-librimix``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from tsekit.cli.commands import _emit_json, user_errors
+
+if TYPE_CHECKING:
+    from tsekit.cli import State
+
+
+def install(app: typer.Typer, state: State) -> None:
+    corpus_app = typer.Typer(help="Speaker-labelled corpora.", no_args_is_help=True)
+    app.add_typer(corpus_app, name="corpus")
+
+    @corpus_app.command("describe")
+    def corpus_describe(
+        path: Annotated[str, typer.Argument(help="Speaker tree speaker/[chapter/]utt.flac|wav, or a CSV/JSONL manifest.")],
+        skip_bad: Annotated[
+            bool, typer.Option("--skip-bad", help="Leave unreadable or empty files out (each is reported).")
+        ] = False,
+        cache: Annotated[bool, typer.Option(help="Use the duration cache (TSEKIT_CACHE_DIR).")] = True,
+        as_json: Annotated[bool, typer.Option("--json")] = False,
+    ) -> None:
+        """Index a corpus and report its speakers, utterances, hours and sample rates."""
+        from tsekit.corpus import load_corpus
+
+        def warn(message: str) -> None:
+            typer.echo(f"tsekit: warning: {message}", err=True)
+
+        with user_errors():
+            info = load_corpus(path, on_error="skip" if skip_bad else "fail", log=warn, cache=cache).describe()
+        if as_json:
+            _emit_json(info)
+        else:
+            _print_corpus(info)
+
+    @app.command("import-librimix")
+    def import_librimix(
+        metadata: Annotated[str, typer.Argument(help="LibriMix metadata CSV, e.g. mixture_test_mix_clean.csv.")],
+        enrollment: Annotated[
+            str, typer.Option(help="Enrollment map: 'mixture_id target enrollment' lines or mixture2enrollment.csv.")
+        ],
+        out: Annotated[str, typer.Option(help="Evaluation list to write (mixtures.csv).")],
+        librimix_root: Annotated[
+            str | None, typer.Option(help="Folder the metadata paths are relative to (or re-rooted under).")
+        ] = None,
+        librispeech_root: Annotated[
+            str | None, typer.Option(help="LibriSpeech folder for enrollments given as utterance ids.")
+        ] = None,
+        as_json: Annotated[bool, typer.Option("--json")] = False,
+    ) -> None:
+        """Turn LibriMix mixtures and a fixed enrollment map into a tsekit evaluation list (one row per target)."""
+        from tsekit.evallist import write_eval_list
+        from tsekit.librimix import librimix_rows
+
+        with user_errors():
+            rows = librimix_rows(metadata, enrollment, librispeech_root=librispeech_root, librimix_root=librimix_root)
+            written = write_eval_list(out, rows)
+        mixtures = len({r["librimix_id"] for r in rows})
+        if as_json:
+            _emit_json({"out": str(written), "rows": len(rows), "mixtures": mixtures})
+        else:
+            typer.echo(f"wrote {written}: {len(rows)} targets in {mixtures} mixtures")
+
+
+def _print_corpus(info: dict[str, Any]) -> None:
+    rates = ", ".join(f"{rate} Hz × {n}" for rate, n in info["rates"].items())
+    per = info["utterances_per_speaker"]
+    typer.echo(
+        f"{info['source']}: {info['speakers']} speakers, {info['utterances']} utterances, {info['hours']:.2f} h; "
+        f"{per['min']}-{per['max']} utterances per speaker; rates: {rates}"
+        + (f"; {info['skipped']} files skipped" if info["skipped"] else "")
+    )
