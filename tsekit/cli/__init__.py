@@ -79,6 +79,7 @@ def create_app(plugin_set: PluginSet | None = None) -> typer.Typer:
     """Build the CLI over ``plugin_set`` (default: load installed plugins)."""
     from tsekit.cli import commands, data, pretrain
     from tsekit.cli import simulate as simulate_cli
+    from tsekit.cli import train as train_cli
 
     ps = plugin_set if plugin_set is not None else load_plugins()
     state = State(ps)
@@ -94,6 +95,7 @@ def create_app(plugin_set: PluginSet | None = None) -> typer.Typer:
     pretrain.install(app, state)
     simulate_cli.install(app, state)
     data.install(app, state)
+    train_cli.install(app, state)
     _add_plugin_commands(app, ps)
     return app
 

@@ -1,0 +1,40 @@
+"""`tsekit train`: experiment files, overrides, flags, resume, and a refused config change."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tsekit.errors import ConfigError
+from tsekit.experiment import load_config
+
+EXPERIMENTS = Path(__file__).parents[1] / "experiments"
+
+
+def test_file_then_overrides() -> None:
+    config = load_config(EXPERIMENTS / "speakerbeam_dvector_film.yaml", ["train.optim.lr=5e-4", "model.preset=tiny"])
+    assert config["model"]["fusion"] == "film" and config["model"]["preset"] == "tiny"
+    assert config["train"]["optim"]["lr"] == 5e-4 and config["train"]["optim"]["warmup_steps"] == 200
+    assert config["data"]["simulation"]["sir_range"] == [-5, 5]
+    with pytest.raises(ConfigError, match=r"train\.optim\.lrr: unknown key"):
+        load_config(None, ["train.optim.lrr=1"])
+
+
+def test_train_cli_runs_resumes_and_refuses_another_config(tsekit_cli, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["train", "--preset", "tiny", "--fusion", "film", "--out", str(out), "--json",
+            "data.val_size=2", "data.val_speakers=4", "train.batch_size=2", "train.val_every=2",
+            "train.checkpoint_every=2", "train.log_every=1", "train.optim.warmup_steps=1"]
+    first = tsekit_cli([*args, "--max-steps", "2"])
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout)["steps"] == 2
+    meta = json.loads((out / "config.json").read_text())
+    assert meta["config"]["model"]["fusion"] == "film" and meta["config"]["train"]["max_steps"] == 2
+    assert len(meta["val_speakers"]) == 4 and meta["plugins"]["backbone:speakerbeam"].startswith("speakerbeam tsekit")
+    assert (out / "best" / "model.safetensors").is_file() and (out / "last" / "model.json").is_file()
+    changed = tsekit_cli([*args, "--max-steps", "2", "train.optim.lr=0.5"])
+    assert changed.exit_code == 1 and "holds a run with another config" in changed.stderr
+    bad = tsekit_cli(["train", "--max-time", "soon", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 1 and "expected a duration like 90s" in bad.stderr

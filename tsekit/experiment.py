@@ -1,0 +1,192 @@
+"""Experiment configs (YAML in ``experiments/``) and the ``tsekit train`` pipeline.
+
+A config has sections ``model``, ``loss``, ``data``, ``train`` and ``seed``; CLI flags and dotted
+``key=value`` overrides win over the file, which wins over :data:`DEFAULTS`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from tsekit.errors import ConfigError, TsekitError
+from tsekit.io import atomic_open
+
+DEFAULTS: dict[str, Any] = {
+    "model": {
+        "encoder": "dvector",
+        "fusion": None,
+        "backbone": "speakerbeam",
+        "adapt_layers": "default",
+        "preset": "small",
+        "encoder_options": {},
+        "fusion_options": {},
+        "backbone_options": {},
+    },
+    "loss": "si-sdr",
+    "data": {
+        "corpus": None,  # the bundled demo corpus
+        "val_speakers": 8,
+        "val_size": 32,
+        "simulation": {"segment_seconds": 3.0, "enrollment_seconds": 3.0},
+    },
+    "train": {
+        "batch_size": 4,
+        "max_steps": 1000,
+        "max_time": None,
+        "val_every": 200,
+        "checkpoint_every": 100,
+        "log_every": 10,
+        "early_stop_patience": 0,
+        "amp": True,
+        "optim": {"lr": 1e-3, "weight_decay": 1e-2, "warmup_steps": 200, "min_lr_ratio": 0.05,
+                  "grad_clip": 5.0, "grad_accum": 1},
+    },
+    "seed": 0,
+}
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any], where: str) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if key not in out and not where.endswith(("_options", "simulation")):
+            raise ConfigError(f"{where}.{key}".lstrip("."), f"unknown key (known: {', '.join(out)})")
+        if isinstance(out.get(key), dict) and isinstance(value, Mapping):
+            out[key] = _merge(out[key], value, f"{where}.{key}")
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``["train.optim.lr=5e-4", "model.preset=tiny"]`` → a nested dict (values parsed as YAML)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(item, "expected KEY=VALUE with a dotted key, e.g. train.optim.lr=5e-4")
+        value = yaml.safe_load(raw) if raw.strip() else None
+        if isinstance(value, str):  # YAML 1.1 reads 5e-4 as a string
+            with contextlib.suppress(ValueError):
+                value = float(value)
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] | Mapping[str, Any] = ()) -> dict[str, Any]:
+    import yaml
+
+    config = copy.deepcopy(DEFAULTS)
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise TsekitError(f"{path}: no such experiment file")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise TsekitError(f"{path}: not valid YAML ({' '.join(str(exc).split())[:160]})") from None
+        if not isinstance(data, dict):
+            raise TsekitError(f"{path}: an experiment file must be a mapping")
+        config = _merge(config, data, "")
+    extra = overrides if isinstance(overrides, Mapping) else parse_overrides(overrides)
+    return _merge(config, extra, "")
+
+
+def git_sha() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False,
+                             cwd=Path(__file__).parent, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def plugin_versions(registry: Any) -> dict[str, str]:
+    return {f"{s.kind}:{s.name}": f"{s.provider.plugin} {s.provider.distribution or ''} {s.provider.version or ''}".strip()
+            for s in registry.list()}
+
+
+def _loop_config(train: Mapping[str, Any], seed: int) -> Any:
+    from tsekit.config import make_config
+    from tsekit.train import LoopConfig, OptimConfig
+
+    fields = {k: v for k, v in train.items() if k != "optim"}
+    optim = make_config(OptimConfig, train.get("optim", {}), where="train.optim")
+    loop = make_config(LoopConfig, {**fields, "seed": seed}, where="train")
+    import dataclasses
+
+    return dataclasses.replace(loop, optim=optim)
+
+
+def train(
+    config: Mapping[str, Any],
+    out_dir: str | Path,
+    *,
+    registry: Any = None,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Build the model, simulate data from the corpus (speaker-disjoint validation) and train; resumes."""
+    from tsekit.config import make_config
+    from tsekit.corpus import load_corpus
+    from tsekit.data import DEMO_CORPUS
+    from tsekit.losses import parse_loss
+    from tsekit.model import build
+    from tsekit.registry import get_registry
+    from tsekit.simulate import MixtureSimulator, SimulationConfig
+    from tsekit.train import collate, config_hash, fit
+
+    reg = registry or get_registry()
+    out = Path(out_dir)
+    m, data = config["model"], config["data"]
+    loop = _loop_config(config["train"], int(config["seed"]))
+    model = build(m["encoder"], m["fusion"], m["backbone"], m["adapt_layers"], preset=m["preset"],
+                  encoder_options=m["encoder_options"], fusion_options=m["fusion_options"],
+                  backbone_options=m["backbone_options"], registry=reg)
+    loss = parse_loss(config["loss"], registry=reg)
+    sim_cfg = make_config(SimulationConfig, {**data["simulation"], "sample_rate": model.sample_rate},
+                          where="data.simulation")
+    corpus = load_corpus(data["corpus"] or DEMO_CORPUS / "manifest.csv")
+    train_corpus, val_corpus = corpus.split(int(data["val_speakers"]), seed=int(config["seed"]))
+    per_step = loop.batch_size * loop.optim.grad_accum
+    horizon = (loop.max_steps or 10_000_000) * per_step
+    train_set = MixtureSimulator(train_corpus, sim_cfg, seed=int(config["seed"]), length=horizon)
+    val_set = MixtureSimulator(val_corpus, sim_cfg, seed=int(config["seed"]) + 10_007, length=int(data["val_size"]))
+    val_batches = [collate([val_set[j] for j in range(i, min(i + loop.batch_size, len(val_set)))])
+                   for i in range(0, len(val_set), loop.batch_size)]
+    resolved = json.loads(json.dumps(config, default=str))
+    meta = {
+        "config": resolved,
+        "config_hash": config_hash(resolved),
+        "git_sha": git_sha(),
+        "plugins": plugin_versions(reg),
+        "model": model.spec.__dict__ if model.spec else None,
+        "parameters": model.parameter_counts(),
+        "train_speakers": len(train_corpus.speakers),
+        "val_speakers": val_corpus.speakers,
+    }
+    existing = out / "config.json"
+    if existing.is_file():
+        previous = json.loads(existing.read_text(encoding="utf-8"))
+        if previous.get("config_hash") != meta["config_hash"]:
+            raise TsekitError(f"{out}: holds a run with another config (hash {previous.get('config_hash')}); "
+                              "use another --out or the same config to resume")
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_open(existing, "w", encoding="utf-8") as fh:
+        json.dump(meta, fh, indent=2, default=str)
+    result = fit(model, loss, train_set, out, loop, val_batches=val_batches,
+                 run_meta={"config_hash": meta["config_hash"]}, device=device, on_progress=on_progress)
+    with atomic_open(out / "result.json", "w", encoding="utf-8") as fh:
+        json.dump({**result, "config_hash": meta["config_hash"], "parameters": meta["parameters"]}, fh, indent=2)
+    return result
