@@ -13,8 +13,6 @@ import typer
 
 from tsekit.plugins import PluginSet, load_plugins
 
-BUILTIN_COMMANDS = {"plugins", "components", "inspect", "pretrain-encoder", "corpus", "import-librimix", "simulate"}
-
 
 class State:
     """Per-app state: the plugin set and which problems were already reported."""
