@@ -75,7 +75,7 @@ def _add_plugin_commands(app: typer.Typer, plugin_set: PluginSet) -> None:
 
 def create_app(plugin_set: PluginSet | None = None) -> typer.Typer:
     """Build the CLI over ``plugin_set`` (default: load installed plugins)."""
-    from tsekit.cli import commands, data, pretrain
+    from tsekit.cli import commands, data, infer, pretrain
     from tsekit.cli import simulate as simulate_cli
     from tsekit.cli import train as train_cli
 
@@ -94,6 +94,7 @@ def create_app(plugin_set: PluginSet | None = None) -> typer.Typer:
     simulate_cli.install(app, state)
     data.install(app, state)
     train_cli.install(app, state)
+    infer.install(app, state)
     _add_plugin_commands(app, ps)
     return app
 

@@ -1,0 +1,159 @@
+"""Inference on files and arrays: enroll once, extract many; long mixtures in overlapping chunks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from tsekit.errors import TsekitError
+
+MIN_ENROLLMENT_SECONDS = 0.5
+AudioInput = Any  # a path, or a 1-D tensor / numpy array (with sample_rate)
+
+
+def read_checked(path: str | Path, sample_rate: int | None, notice: Callable[[str], None] | None = None) -> tuple[Any, int]:
+    """Mono float32 tensor at ``sample_rate`` (or the file's rate); silent audio is an error."""
+    import soundfile as sf
+
+    from tsekit.audio import read_audio
+
+    path = Path(path)
+    wav, sr = read_audio(path)
+    try:
+        channels = sf.info(str(path)).channels
+    except Exception:
+        channels = 1
+    if channels > 1 and notice:
+        notice(f"{path}: {channels} channels, downmixed to mono")
+    if float(wav.abs().max()) < 1e-6:
+        raise TsekitError(f"{path}: silent audio")
+    if sample_rate and sr != sample_rate:
+        import torchaudio.functional as AF
+
+        wav = AF.resample(wav, sr, sample_rate)
+    return wav, sr
+
+
+class Extractor:
+    """A trained model behind a file-friendly API (see :func:`load_model`)."""
+
+    def __init__(self, model: Any, *, selector: str = "cluster", chunk_seconds: float = 30.0,
+                 overlap_seconds: float = 1.0, registry: Any = None,
+                 notice: Callable[[str], None] | None = None) -> None:
+        if chunk_seconds <= 2 * overlap_seconds:
+            raise TsekitError("chunk_seconds must exceed twice overlap_seconds")
+        self.model = model.eval()
+        self.selector_name, self.registry, self.notice = selector, registry, notice
+        self.chunk_seconds, self.overlap_seconds = chunk_seconds, overlap_seconds
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.model.sample_rate)
+
+    def _load(self, audio: AudioInput, sample_rate: int | None, what: str) -> tuple[Any, int]:
+        import torch
+
+        if isinstance(audio, str | Path):
+            wav, sr = read_checked(audio, None, self.notice)
+        else:
+            if sample_rate is None:
+                raise TsekitError(f"{what}: pass sample_rate= with an array")
+            wav, sr = torch.as_tensor(audio, dtype=torch.float32), int(sample_rate)
+            if wav.dim() == 2:
+                wav = wav.mean(0 if wav.shape[0] < wav.shape[1] else 1)
+            if wav.numel() == 0 or not torch.isfinite(wav).all():
+                raise TsekitError(f"{what}: empty or non-finite audio")
+        return wav, sr
+
+    def _to_model_rate(self, wav: Any, sr: int) -> Any:
+        if sr == self.sample_rate:
+            return wav
+        import torchaudio.functional as AF
+
+        return AF.resample(wav, sr, self.sample_rate)
+
+    def enroll(self, references: AudioInput | Sequence[AudioInput], sample_rate: int | None = None) -> Any:
+        """One embedding ``[D]`` from one or several enrollment recordings (a selector picks among several)."""
+        import torch
+
+        items = list(references) if isinstance(references, list | tuple) else [references]
+        if not items:
+            raise TsekitError("no enrollment given")
+        wavs = []
+        for i, item in enumerate(items):
+            what = str(item) if isinstance(item, str | Path) else f"enrollment {i}"
+            wav, sr = self._load(item, sample_rate, what)
+            if wav.shape[-1] < MIN_ENROLLMENT_SECONDS * sr:
+                raise TsekitError(f"{what}: enrollment is {wav.shape[-1] / sr:.2f} s; at least {MIN_ENROLLMENT_SECONDS} s is needed")
+            wavs.append(self._to_model_rate(wav, sr))
+        with torch.inference_mode():
+            if len(wavs) == 1:
+                return self.model.enroll(wavs[0].unsqueeze(0))[0]
+            from tsekit.registry import get_registry
+
+            selector = (self.registry or get_registry()).create("selector", self.selector_name)
+
+            def embed(batch: Any, lengths: Any) -> Any:
+                return self.model.enroll(batch, lengths)
+
+            return selector.select(wavs, embed, sample_rate=self.sample_rate).embedding
+
+    def extract(self, mixture: AudioInput, embedding: Any, sample_rate: int | None = None) -> tuple[Any, int]:
+        """The target ``[T]`` at the mixture's own rate and exact length, and that rate."""
+        import torch
+
+        what = str(mixture) if isinstance(mixture, str | Path) else "mixture"
+        wav, sr = self._load(mixture, sample_rate, what)
+        x = self._to_model_rate(wav, sr)
+        with torch.inference_mode():
+            out = self._chunked(x, embedding)
+        if sr != self.sample_rate:
+            import torchaudio.functional as AF
+
+            out = AF.resample(out, self.sample_rate, sr)
+        n = wav.shape[-1]
+        out = out[:n] if out.shape[-1] >= n else torch.nn.functional.pad(out, (0, n - out.shape[-1]))
+        return out, sr
+
+    def _chunked(self, x: Any, embedding: Any) -> Any:
+        """Overlapping chunks with linear cross-fades; memory bounded by one chunk of activations."""
+        import torch
+
+        chunk = int(self.chunk_seconds * self.sample_rate)
+        overlap = int(self.overlap_seconds * self.sample_rate)
+        emb = embedding.reshape(1, -1)
+        if x.shape[-1] <= chunk:
+            return self.model.extract(x.unsqueeze(0), emb)[0]
+        hop = chunk - overlap
+        out = torch.zeros_like(x)
+        weight = torch.zeros_like(x)
+        ramp = torch.linspace(0, 1, overlap + 2)[1:-1]
+        for start in range(0, x.shape[-1], hop):
+            piece = x[start : start + chunk]
+            if piece.shape[-1] < overlap and start > 0:
+                break
+            est = self.model.extract(piece.unsqueeze(0), emb)[0]
+            w = torch.ones_like(est)
+            if start > 0:
+                w[:overlap] = ramp[: w.shape[-1]][:overlap]
+            if start + chunk < x.shape[-1]:
+                w[-overlap:] = torch.minimum(w[-overlap:], ramp.flip(0))
+            out[start : start + est.shape[-1]] += est * w
+            weight[start : start + est.shape[-1]] += w
+        return out / weight.clamp_min(1e-8)
+
+
+def load_model(path: str | Path | None = None, *, device: str = "cpu", registry: Any = None, **options: Any) -> Extractor:
+    """A saved model (run folder, ``best/`` or ``last/`` folder, or ``model.json``) as an :class:`Extractor`."""
+    from tsekit.checkpoint import load_model as load_checkpoint
+
+    if path is None:
+        raise TsekitError("no default model ships yet; pass a run folder or model folder")
+    path = Path(path)
+    if path.is_dir() and not (path / "model.json").is_file():
+        for sub in ("best", "last"):
+            if (path / sub / "model.json").is_file():
+                path = path / sub
+                break
+    return Extractor(load_checkpoint(path, registry=registry, device=device), registry=registry, **options)
