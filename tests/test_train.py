@@ -35,18 +35,19 @@ SCRIPT = textwrap.dedent(
             return {"mixture": target + other, "target": target, "enrollment": enrollment}
 
     torch.manual_seed(0)
-    model = tsekit.build("joint", "film", "speakerbeam", preset="tiny",
-                         encoder_options={"share_encoder": False, "sample_rate": 8000}, encoder_preset="tiny")
+    model = tsekit.build("dvector", "film", "speakerbeam", preset="tiny")  # no batch norm anywhere
     kill_at = int(sys.argv[3]) if len(sys.argv) > 3 else -1
+    batch = int(sys.argv[4]) if len(sys.argv) > 4 else 2
 
     def progress(row):
         if row["step"] == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    cfg = LoopConfig(batch_size=2, max_steps=int(sys.argv[2]), checkpoint_every=2, log_every=1, val_every=1000,
+    cfg = LoopConfig(batch_size=batch, max_steps=int(sys.argv[2]), checkpoint_every=2, log_every=1, val_every=1000,
                      optim=OptimConfig(lr=3e-3, warmup_steps=2))
     result = fit(model, parse_loss("si-sdr"), Tones(), sys.argv[1], cfg, on_progress=progress)
-    print(result["steps"], result["stop_reason"])
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(result["steps"], result["stop_reason"])
     """
 )
 
@@ -89,3 +90,33 @@ def test_lr_schedule() -> None:
     assert lr_factor(55, 100, cfg) == pytest.approx(0.55)
     assert lr_factor(100, 100, cfg) == pytest.approx(0.1)
     assert lr_factor(500, None, cfg) == 1.0
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_ddp_two_cpu_processes_match_one_process_with_the_whole_batch(tmp_path: Path) -> None:
+    """torchrun, gloo: 2 ranks × batch 2 average to the same gradients as 1 process × batch 4."""
+    script = tmp_path / "train_tones.py"
+    script.write_text(SCRIPT)
+    single = subprocess.run([sys.executable, str(script), str(tmp_path / "single"), "4", "-1", "4"],
+                            check=False, capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr[-2000:]
+    ddp = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+         "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+         str(script), str(tmp_path / "ddp"), "4", "-1", "2"],
+        check=False, capture_output=True, text=True, timeout=300,
+    )
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert ddp.stdout.split() == ["4", "max_steps"], "only rank 0 reports"
+    a = load_file(str(tmp_path / "single" / "last" / "model.safetensors"))
+    b = load_file(str(tmp_path / "ddp" / "last" / "model.safetensors"))
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-5, rtol=1e-4), key
+    assert (tmp_path / "ddp" / "checkpoints" / "latest").read_text() == "step-00000004"

@@ -202,6 +202,77 @@ def validate(model: Any, batches: list[dict[str, Any]], device: Any) -> dict[str
     return {"si_sdr": sum(sdr) / n, "si_sdri": sum(sdri) / n, "n": len(sdr)}
 
 
+class _Dist:
+    """torchrun / DDP state: rank 0 logs, validates and checkpoints; ranks share each step's batch."""
+
+    def __init__(self) -> None:
+        import os
+
+        import torch.distributed as dist
+
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.enabled = self.world > 1 and dist.is_available()
+        self.owns_group = False
+        if self.enabled and not dist.is_initialized():
+            import torch
+
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+            self.owns_group = True
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def agree(self, flag: bool) -> bool:
+        """Rank 0's decision, on every rank."""
+        if not self.enabled:
+            return flag
+        import torch
+        import torch.distributed as dist
+
+        t = torch.tensor([1.0 if flag else 0.0])
+        dist.broadcast(t, 0)
+        return bool(t.item())
+
+    def close(self) -> None:
+        if self.owns_group:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+class EmbeddingCache:
+    """Embeddings of a frozen encoder by enrollment key, so they are computed once (LRU)."""
+
+    def __init__(self, size: int = 4096) -> None:
+        from collections import OrderedDict
+
+        self.size, self.hits, self.misses = size, 0, 0
+        self.items: OrderedDict[str, Any] = OrderedDict()
+
+    def embed(self, model: Any, enrollment: Any, lengths: Any, keys: list[str] | None) -> Any:
+        import torch
+
+        if keys is None:
+            self.misses += enrollment.shape[0]
+            return model.enroll(enrollment, lengths)
+        missing = [i for i, k in enumerate(keys) if k not in self.items]
+        if missing:
+            idx = torch.tensor(missing)
+            fresh = model.enroll(enrollment[idx], None if lengths is None else lengths[idx]).detach()
+            for i, emb in zip(missing, fresh, strict=True):
+                self.items[keys[i]] = emb
+                while len(self.items) > self.size:
+                    self.items.popitem(last=False)
+        self.misses += len(missing)
+        self.hits += len(keys) - len(missing)
+        for k in keys:
+            self.items.move_to_end(k)
+        return torch.stack([self.items[k] for k in keys])
+
+
 def fit(
     model: Any,
     loss_fn: Any,
@@ -214,23 +285,40 @@ def fit(
     device: str = "auto",
     on_progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Train ``model`` on ``dataset`` (items indexed deterministically) into ``run_dir``; resumes if possible."""
+    """Train ``model`` on ``dataset`` (items indexed deterministically) into ``run_dir``; resumes if possible.
+
+    Under ``torchrun`` every rank takes ``batch_size`` items of each step (DDP averages the gradients);
+    rank 0 validates, logs and checkpoints. A frozen encoder's embeddings are cached by the items'
+    ``enrollment_key`` when the dataset provides one.
+    """
     import torch
 
     from tsekit.checkpoint import save_model
 
+    dist = _Dist()
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    if dist.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    if device == "auto":
+        dev = torch.device(f"cuda:{dist.local_rank}" if torch.cuda.is_available() else "cpu")
+    else:
+        dev = torch.device(device)
     model.to(dev).train()
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise TsekitError("the model has no trainable parameters")
+    net = model
+    if dist.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None,
+                                      find_unused_parameters=True)
     opt_cfg = config.optim
     optimizer = torch.optim.AdamW(params, lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay)
     use_amp = config.amp and dev.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     log_path = run_dir / METRICS
+    cache = EmbeddingCache() if model.encoder.frozen else None
 
     step, elapsed, best, bad_vals, history = 0, 0.0, -math.inf, 0, []
     torch.manual_seed(config.seed)
@@ -239,22 +327,28 @@ def fit(
         meta = load_checkpoint(ckpt, model, optimizer)
         step, elapsed, best, bad_vals = meta["step"], meta["elapsed_s"], meta["best"], meta["bad_vals"]
         history = meta.get("history", [])
-        _truncate_log(log_path, step)
-    per_step = config.batch_size * opt_cfg.grad_accum
+        if dist.main:
+            _truncate_log(log_path, step)
+    per_micro = config.batch_size * dist.world
+    per_step = per_micro * opt_cfg.grad_accum
     started = time.monotonic()
     stop_reason = "max_steps"
     window: list[float] = []
 
     def checkpoint() -> None:
-        save_checkpoint(
-            run_dir, step, model, optimizer,
-            {"elapsed_s": elapsed + time.monotonic() - started, "best": best, "bad_vals": bad_vals,
-             "history": history, **(run_meta or {})},
-            keep=config.keep_checkpoints,
-        )
+        if dist.main:
+            save_checkpoint(
+                run_dir, step, model, optimizer,
+                {"elapsed_s": elapsed + time.monotonic() - started, "best": best, "bad_vals": bad_vals,
+                 "history": history, **(run_meta or {})},
+                keep=config.keep_checkpoints,
+            )
+
+    def out_of_time() -> bool:
+        return config.max_time is not None and time.monotonic() - started >= config.max_time
 
     while config.max_steps is None or step < config.max_steps:
-        if config.max_time is not None and time.monotonic() - started >= config.max_time:
+        if dist.agree(out_of_time()):
             stop_reason = "max_time"
             break
         for group in optimizer.param_groups:
@@ -262,11 +356,17 @@ def fit(
         optimizer.zero_grad(set_to_none=True)
         total = 0.0
         for micro in range(opt_cfg.grad_accum):
-            first = step * per_step + micro * config.batch_size
-            batch = collate([dataset[i] for i in range(first, first + config.batch_size)])
+            first = step * per_step + micro * per_micro + dist.rank * config.batch_size
+            items = [dataset[i] for i in range(first, first + config.batch_size)]
+            batch = collate(items)
             mixture, target = batch["mixture"].to(dev), batch["target"].to(dev)
             with torch.autocast(dev.type, enabled=use_amp):
-                estimate = model(mixture, batch["enrollment"].to(dev), batch.get("enrollment_lengths"))
+                enrollment = batch["enrollment"].to(dev)
+                if cache is not None:
+                    keys = [str(it["enrollment_key"]) for it in items] if "enrollment_key" in items[0] else None
+                    estimate = net(mixture, embedding=cache.embed(model, enrollment, batch.get("enrollment_lengths"), keys))
+                else:
+                    estimate = net(mixture, enrollment, batch.get("enrollment_lengths"))
                 extras: dict[str, Any] = {"mixture": mixture, "sample_rate": model.sample_rate}
                 scales = getattr(model.backbone, "last_scales", None)
                 if scales is not None:
@@ -283,7 +383,7 @@ def fit(
         step += 1
         window.append(total)
         now = elapsed + time.monotonic() - started
-        if step % config.log_every == 0:
+        if dist.main and step % config.log_every == 0:
             row = {"step": step, "split": "train", "loss": sum(window) / len(window),
                    "lr": optimizer.param_groups[0]["lr"], "time_s": now}
             _log(log_path, row)
@@ -291,18 +391,21 @@ def fit(
             if on_progress:
                 on_progress(row)
         if val_batches and (step % config.val_every == 0 or step == config.max_steps):
-            scores = validate(model, val_batches, dev)
-            row = {"step": step, "split": "val", **scores, "time_s": now}
-            _log(log_path, row)
-            history.append(row)
-            if on_progress:
-                on_progress(row)
-            if scores["si_sdri"] > best:
-                best, bad_vals = scores["si_sdri"], 0
-                save_model(model, run_dir / "best", {"step": step, "val": scores})
-            else:
-                bad_vals += 1
-            if config.early_stop_patience and bad_vals >= config.early_stop_patience:
+            stop = False
+            if dist.main:
+                scores = validate(model, val_batches, dev)
+                row = {"step": step, "split": "val", **scores, "time_s": now}
+                _log(log_path, row)
+                history.append(row)
+                if on_progress:
+                    on_progress(row)
+                if scores["si_sdri"] > best:
+                    best, bad_vals = scores["si_sdri"], 0
+                    save_model(model, run_dir / "best", {"step": step, "val": scores})
+                else:
+                    bad_vals += 1
+                stop = bool(config.early_stop_patience and bad_vals >= config.early_stop_patience)
+            if dist.agree(stop):
                 stop_reason = "early_stop"
                 checkpoint()
                 break
@@ -310,11 +413,15 @@ def fit(
             checkpoint()
     if stop_reason == "max_time":
         checkpoint()
-    save_model(model, run_dir / "last", {"step": step})
+    if dist.main:
+        save_model(model, run_dir / "last", {"step": step})
+    dist.close()
     return {
         "steps": step,
         "stop_reason": stop_reason,
         "best_val_si_sdri": best if history else None,
         "train_time_s": elapsed + time.monotonic() - started,
         "history": history,
+        "world_size": dist.world,
+        "embedding_cache": {"hits": cache.hits, "misses": cache.misses} if cache else None,
     }
