@@ -38,13 +38,14 @@ SCRIPT = textwrap.dedent(
     model = tsekit.build("dvector", "film", "speakerbeam", preset="tiny")  # no batch norm anywhere
     kill_at = int(sys.argv[3]) if len(sys.argv) > 3 else -1
     batch = int(sys.argv[4]) if len(sys.argv) > 4 else 2
+    accum = int(sys.argv[5]) if len(sys.argv) > 5 else 1
 
     def progress(row):
         if row["step"] == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
 
     cfg = LoopConfig(batch_size=batch, max_steps=int(sys.argv[2]), checkpoint_every=2, log_every=1, val_every=1000,
-                     optim=OptimConfig(lr=3e-3, warmup_steps=2))
+                     optim=OptimConfig(lr=3e-3, warmup_steps=2, grad_accum=accum))
     result = fit(model, parse_loss("si-sdr"), Tones(), sys.argv[1], cfg, on_progress=progress)
     if int(os.environ.get("RANK", "0")) == 0:
         print(result["steps"], result["stop_reason"])
@@ -100,8 +101,8 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_ddp_two_cpu_processes_match_one_process_with_the_whole_batch(tmp_path: Path) -> None:
-    """torchrun, gloo: 2 ranks × batch 2 average to the same gradients as 1 process × batch 4."""
+def test_ddp_and_accumulation_match_one_process_with_the_whole_batch(tmp_path: Path) -> None:
+    """torchrun (gloo): 2 ranks × batch 2, and 1 process × 2 micro-batches of 2, equal 1 process × batch 4."""
     script = tmp_path / "train_tones.py"
     script.write_text(SCRIPT)
     single = subprocess.run([sys.executable, str(script), str(tmp_path / "single"), "4", "-1", "4"],
@@ -120,3 +121,9 @@ def test_ddp_two_cpu_processes_match_one_process_with_the_whole_batch(tmp_path: 
     for key in a:
         assert torch.allclose(a[key], b[key], atol=1e-5, rtol=1e-4), key
     assert (tmp_path / "ddp" / "checkpoints" / "latest").read_text() == "step-00000004"
+    accum = subprocess.run([sys.executable, str(script), str(tmp_path / "accum"), "4", "-1", "2", "2"],
+                           check=False, capture_output=True, text=True, timeout=300)
+    assert accum.returncode == 0, accum.stderr[-2000:]
+    c = load_file(str(tmp_path / "accum" / "last" / "model.safetensors"))
+    for key in a:
+        assert torch.allclose(a[key], c[key], atol=1e-5, rtol=1e-4), key
