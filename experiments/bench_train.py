@@ -16,7 +16,7 @@ from tsekit.corpus import load_corpus
 from tsekit.data import DEMO_CORPUS
 from tsekit.losses import parse_loss
 from tsekit.simulate import MixtureSimulator, SimulationConfig
-from tsekit.train import collate
+from tsekit.trainer import collate
 
 
 def main() -> None:

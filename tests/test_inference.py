@@ -100,7 +100,7 @@ def test_chunks_cross_fade_to_exactly_one(model_dir: Path) -> None:
 
 
 def test_chunked_long_mixture_and_several_references(model_dir: Path, speech: dict[str, Path]) -> None:
-    extractor = load_model(model_dir, chunk_seconds=1.0, overlap_seconds=0.2)
+    extractor = tsekit.load_model(model_dir, chunk_seconds=1.0, overlap_seconds=0.2)
     emb = extractor.enroll([speech["ref"], speech["ref"], speech["ref_b"]])
     assert emb.shape == (256,)
     single = extractor.enroll(speech["ref"])

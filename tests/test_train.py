@@ -12,14 +12,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tsekit.train import OptimConfig, lr_factor
+from tsekit.trainer import OptimConfig, lr_factor
 
 SCRIPT = textwrap.dedent(
     """
     import os, signal, sys, torch
     import tsekit
     from tsekit.losses import parse_loss
-    from tsekit.train import LoopConfig, OptimConfig, fit
+    from tsekit.trainer import LoopConfig, OptimConfig, fit
 
     torch.set_num_threads(1)
 

@@ -5,6 +5,8 @@ Public API (torch is imported only when a model is built):
   get_registry() / Registry    components by kind and name
   build(...)                   assemble encoder × fusion × backbone at chosen adaptation sites
   load_plugins(...)            a plugin set, e.g. for tests
+  train(config, out_dir)       the `tsekit train` pipeline (see tsekit.experiment.load_config)
+  load_model(path)             a trained model with .enroll(...) and .extract(...)
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ __all__ = [
     "build",
     "get_registry",
     "hookimpl",
+    "load_model",
     "load_plugins",
+    "train",
 ]
 
 _LAZY = {
@@ -45,9 +49,13 @@ _LAZY = {
     "Registry": "tsekit.registry",
     "get_registry": "tsekit.registry",
     "load_plugins": "tsekit.plugins",
+    "load_model": "tsekit.inference",
+    "train": "tsekit.experiment",
 }
 
 if TYPE_CHECKING:
+    from tsekit.experiment import train
+    from tsekit.inference import load_model
     from tsekit.model import TSEModel, build
     from tsekit.plugins import load_plugins
     from tsekit.registry import Registry, get_registry

@@ -119,7 +119,7 @@ def plugin_versions(registry: Any) -> dict[str, str]:
 
 def _loop_config(train: Mapping[str, Any], seed: int) -> Any:
     from tsekit.config import make_config
-    from tsekit.train import LoopConfig, OptimConfig
+    from tsekit.trainer import LoopConfig, OptimConfig
 
     fields = {k: v for k, v in train.items() if k != "optim"}
     optim = make_config(OptimConfig, train.get("optim", {}), where="train.optim")
@@ -145,7 +145,7 @@ def train(
     from tsekit.model import build
     from tsekit.registry import get_registry
     from tsekit.simulate import MixtureSimulator, SimulationConfig
-    from tsekit.train import collate, config_hash, fit
+    from tsekit.trainer import collate, config_hash, fit
 
     reg = registry or get_registry()
     out = Path(out_dir)
