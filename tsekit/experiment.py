@@ -159,7 +159,9 @@ def train(
                           where="data.simulation")
     corpus = load_corpus(data["corpus"] or DEMO_CORPUS / "manifest.csv")
     train_corpus, val_corpus = corpus.split(int(data["val_speakers"]), seed=int(config["seed"]))
-    per_step = loop.batch_size * loop.optim.grad_accum
+    import os
+
+    per_step = loop.batch_size * loop.optim.grad_accum * int(os.environ.get("WORLD_SIZE", "1"))
     horizon = (loop.max_steps or 10_000_000) * per_step
     train_set = MixtureSimulator(train_corpus, sim_cfg, seed=int(config["seed"]), length=horizon)
     val_set = MixtureSimulator(val_corpus, sim_cfg, seed=int(config["seed"]) + 10_007, length=int(data["val_size"]))
@@ -176,6 +178,7 @@ def train(
         "train_speakers": len(train_corpus.speakers),
         "val_speakers": val_corpus.speakers,
     }
+    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 writes
     existing = out / "config.json"
     if existing.is_file():
         previous = json.loads(existing.read_text(encoding="utf-8"))
@@ -183,10 +186,12 @@ def train(
             raise TsekitError(f"{out}: holds a run with another config (hash {previous.get('config_hash')}); "
                               "use another --out or the same config to resume")
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_open(existing, "w", encoding="utf-8") as fh:
-        json.dump(meta, fh, indent=2, default=str)
+    if main_rank:
+        with atomic_open(existing, "w", encoding="utf-8") as fh:
+            json.dump(meta, fh, indent=2, default=str)
     result = fit(model, loss, train_set, out, loop, val_batches=val_batches,
                  run_meta={"config_hash": meta["config_hash"]}, device=device, on_progress=on_progress)
-    with atomic_open(out / "result.json", "w", encoding="utf-8") as fh:
-        json.dump({**result, "config_hash": meta["config_hash"], "parameters": meta["parameters"]}, fh, indent=2)
+    if main_rank:
+        with atomic_open(out / "result.json", "w", encoding="utf-8") as fh:
+            json.dump({**result, "config_hash": meta["config_hash"], "parameters": meta["parameters"]}, fh, indent=2)
     return result

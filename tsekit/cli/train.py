@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -68,6 +69,8 @@ def install(app: typer.Typer, state: State) -> None:
                 extra.setdefault(section, {}).update(values)
             config = load_config(experiment, extra)
             result = _run(state, config, out, device)
+        if os.environ.get("RANK", "0") != "0":
+            return  # under torchrun, rank 0 reports
         if as_json:
             typer.echo(json.dumps(result, indent=2, default=float))
         else:
@@ -85,7 +88,8 @@ def _run(state: State, config: dict[str, Any], out: str, device: str) -> dict[st
     total = config["train"]["max_steps"]
     columns = [TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn()]
-    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
+    quiet = os.environ.get("RANK", "0") != "0"
+    with Progress(*columns, console=Console(stderr=True), transient=False, disable=quiet) as bar:
         task = bar.add_task("train", total=total, info="")
         last = {"loss": float("nan"), "val": float("nan")}
 

@@ -1,0 +1,3 @@
+from tsekit.cli import main
+
+main()
