@@ -171,6 +171,30 @@ def test_enrollment_is_disjoint_from_the_target(demo, tmp_path: Path, rir_cache:
         assert Path(s["enrollment_path"]).parent.name == s["target_speaker"]
 
 
+def test_enrollment_grid_makes_enrollments_repeat_exactly(demo, rir_cache: str) -> None:
+    """On a 0.5 s grid and without enrollment augmentation, the same key always means the same audio."""
+    sim = MixtureSimulator(demo, SimulationConfig(enrollment_seconds=3.0, enrollment_grid_seconds=0.5), seed=2)
+    seen: dict[str, torch.Tensor] = {}
+    repeats = 0
+    for i in range(300):
+        s = sim[i]
+        key = s["enrollment_key"]
+        assert key is not None
+        (t0, t1), (e0, e1) = s["target_span"], s["enrollment_span"]
+        assert (t1 <= e0 or e1 <= t0) and e0 % 8000 == 0
+        if key in seen:
+            repeats += 1
+            assert torch.equal(seen[key], s["enrollment"])
+        seen[key] = s["enrollment"]
+    assert repeats > 50
+    plain = MixtureSimulator(demo, SimulationConfig(enrollment_seconds=3.0), seed=2)[0]
+    assert plain["enrollment_key"] is None  # off the grid: no key
+    augmented = MixtureSimulator(
+        demo, SimulationConfig(enrollment_grid_seconds=0.5, enrollment_noise="white"), seed=2
+    )[0]
+    assert augmented["enrollment_key"] is None  # augmented enrollments never repeat
+
+
 def test_absent_target_gives_zero_reference(demo) -> None:
     sim = MixtureSimulator(demo, SimulationConfig(p_absent=1.0, noise="white"), seed=2, components=True)
     s = sim[0]

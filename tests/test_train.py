@@ -127,3 +127,20 @@ def test_ddp_and_accumulation_match_one_process_with_the_whole_batch(tmp_path: P
     c = load_file(str(tmp_path / "accum" / "last" / "model.safetensors"))
     for key in a:
         assert torch.allclose(a[key], c[key], atol=1e-5, rtol=1e-4), key
+
+
+def test_embedding_cache_reuses_frozen_encoder_outputs() -> None:
+    import tsekit
+    from tsekit.trainer import EmbeddingCache
+
+    model = tsekit.build("dvector", "film", "speakerbeam", preset="tiny")
+    cache = EmbeddingCache(size=3)
+    wav = torch.randn(2, 8000) * 0.1
+    first = cache.embed(model, wav, None, ["a", "b"])
+    again = cache.embed(model, torch.zeros(2, 8000), None, ["b", "a"])  # cached: the audio is not looked at
+    assert torch.equal(again, first.flip(0))
+    assert (cache.hits, cache.misses) == (2, 2)
+    with torch.no_grad():
+        assert torch.allclose(first, model.enroll(wav), atol=1e-6)
+    cache.embed(model, torch.randn(2, 8000), None, ["c", "d"])  # LRU evicts the oldest
+    assert len(cache.items) == 3 and "b" not in cache.items

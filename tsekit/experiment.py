@@ -33,7 +33,7 @@ DEFAULTS: dict[str, Any] = {
         "corpus": None,  # the bundled demo corpus
         "val_speakers": 8,
         "val_size": 32,
-        "simulation": {"segment_seconds": 3.0, "enrollment_seconds": 3.0},
+        "simulation": {"segment_seconds": 3.0, "enrollment_seconds": 3.0, "enrollment_grid_seconds": 0.5},
     },
     "train": {
         "batch_size": 4,

@@ -99,6 +99,11 @@ class SimulationConfig:
     room_max: tuple[float, float, float] = field(default=(8.0, 6.0, 3.5), metadata={"help": "largest room (m)"})
     reference: str = field(default="early", metadata={"help": "reverberant target reference: dry or early"})
     early_ms: float = field(default=50.0, metadata={"help": "early part after the direct path (ms)"})
+    enrollment_grid_seconds: float = field(
+        default=0.0,
+        metadata={"help": "snap enrollment starts to this grid (s); without enrollment augmentation the enrollment "
+                  "is then a function of (utterance, start), so a frozen encoder's embeddings can be cached"},
+    )
     enrollment_gain_db: tuple[float, float] = field(default=(0.0, 0.0), metadata={"help": "extra enrollment gain"})
     enrollment_noise: str = field(default="none", metadata={"help": "noise added to the enrollment (kinds as noise)"})
     enrollment_snr_range: tuple[float, float] = field(default=(10.0, 30.0), metadata={"help": "enrollment SNR dB"})
@@ -118,6 +123,8 @@ class SimulationConfig:
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be positive, got {value!r}")
         _choice(self.placement, "placement", PLACEMENTS)
+        if not (math.isfinite(self.enrollment_grid_seconds) and self.enrollment_grid_seconds >= 0):
+            raise ValueError(f"enrollment_grid_seconds must be ≥ 0, got {self.enrollment_grid_seconds!r}")
         _choice(self.enrollment_policy, "enrollment_policy", ENROLLMENT_POLICIES)
         _choice(self.noise, "noise", NOISE_KINDS)
         _choice(self.enrollment_noise, "enrollment_noise", NOISE_KINDS)
@@ -236,6 +243,7 @@ class _Source:
     stop: int
     offset: int
     floor: int = 0
+    on_grid: bool = False
 
 
 def _render(src: _Source, length: int, rir: np.ndarray | None) -> np.ndarray:
@@ -366,9 +374,13 @@ class MixtureSimulator(Dataset):
         utts = self._utterances[speaker]
         target_utt = utts[int(rng.integers(len(utts)))]
         others = [u for u in utts if u.path != target_utt.path]
+        grid = round(cfg.enrollment_grid_seconds * cfg.sample_rate)
         if cfg.enrollment_policy != "same-utterance" and others:
             target = self._crop(rng, target_utt, T)
             enrollment = self._crop(rng, others[int(rng.integers(len(others)))], Te, place=False)
+            if grid:
+                shift = enrollment.start - enrollment.start // grid * grid
+                enrollment.start, enrollment.stop, enrollment.on_grid = enrollment.start - shift, enrollment.stop - shift, True
             return target, enrollment
         audio = self.audio(target_utt.path)
         n = len(audio)
@@ -378,13 +390,18 @@ class MixtureSimulator(Dataset):
         if rng.random() < 0.5:  # target first
             t0 = int(gaps[0])
             e0 = t0 + tgt_n + int(gaps[1] - gaps[0])
+            snapped = -(-e0 // grid) * grid if grid else e0  # later on the grid: still after the target
+            on_grid = bool(grid) and snapped + enr_n <= n
+            e0 = snapped if on_grid else e0
             target = _Source(target_utt.path, audio, t0, t0 + tgt_n, 0)
-            enrollment = _Source(target_utt.path, audio, e0, e0 + enr_n, 0, floor=e0)
+            enrollment = _Source(target_utt.path, audio, e0, e0 + enr_n, 0, floor=e0, on_grid=on_grid)
         else:
             e0 = int(gaps[0])
             t0 = e0 + enr_n + int(gaps[1] - gaps[0])
+            if grid:
+                e0 = e0 // grid * grid  # earlier on the grid: still before the target
             target = _Source(target_utt.path, audio, t0, t0 + tgt_n, 0, floor=e0 + enr_n)
-            enrollment = _Source(target_utt.path, audio, e0, e0 + enr_n, 0, floor=e0)
+            enrollment = _Source(target_utt.path, audio, e0, e0 + enr_n, 0, floor=e0, on_grid=bool(grid))
         target.offset = self._place(rng, tgt_n, T)
         return target, enrollment
 
@@ -564,8 +581,16 @@ class MixtureSimulator(Dataset):
             noise, _ = self._noise(rng, cfg.enrollment_noise, length, speaker)
             snr = float(rng.uniform(*cfg.enrollment_snr_range))
             wav += noise * math.sqrt(_power(wav) / (_power(noise) * 10 ** (snr / 10)))
-        gain_db = float(rng.uniform(*cfg.enrollment_gain_db))
-        level_db = float(rng.uniform(*cfg.level_db_range)) + gain_db
+        augmented = cfg.enrollment_reverb or cfg.enrollment_noise != "none" or len(set(cfg.enrollment_gain_db)) > 1
+        key = None
+        if src.on_grid and not augmented:
+            key = f"{src.path}:{src.start}:{src.stop}:{cfg.sample_rate}"
+            digest = hashlib.sha256(key.encode()).digest()
+            level_rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))  # same key, same audio
+        else:
+            level_rng = rng
+        gain_db = float(level_rng.uniform(*cfg.enrollment_gain_db))
+        level_db = float(level_rng.uniform(*cfg.level_db_range)) + gain_db
         scale = 10 ** (level_db / 20) / math.sqrt(_power(wav))
         scale = min(scale, cfg.max_peak / float(np.abs(wav).max()))
         meta = {
@@ -573,6 +598,7 @@ class MixtureSimulator(Dataset):
             "enrollment_rt60": rt60,
             "enrollment_room": room,
             "enrollment_gain_db": gain_db,
+            "enrollment_key": key,
         }
         return (wav * scale).astype(np.float32), meta
 

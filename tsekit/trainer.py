@@ -363,7 +363,8 @@ def fit(
             with torch.autocast(dev.type, enabled=use_amp):
                 enrollment = batch["enrollment"].to(dev)
                 if cache is not None:
-                    keys = [str(it["enrollment_key"]) for it in items] if "enrollment_key" in items[0] else None
+                    raw = [it.get("enrollment_key") for it in items]
+                    keys = None if None in raw else [str(k) for k in raw]
                     estimate = net(mixture, embedding=cache.embed(model, enrollment, batch.get("enrollment_lengths"), keys))
                 else:
                     estimate = net(mixture, enrollment, batch.get("enrollment_lengths"))
