@@ -7,6 +7,7 @@ Public API (torch is imported only when a model is built):
   load_plugins(...)            a plugin set, e.g. for tests
   train(config, out_dir)       the `tsekit train` pipeline (see tsekit.experiment.load_config)
   load_model(path)             a trained model with .enroll(...) and .extract(...)
+  ablate(...)                  the `tsekit ablate` grid (see tsekit.ablation)
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ __all__ = [
     "TsekitError",
     "UnknownComponentError",
     "__version__",
+    "ablate",
     "build",
     "get_registry",
     "hookimpl",
@@ -44,6 +46,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "ablate": "tsekit.ablation",
     "build": "tsekit.model",
     "TSEModel": "tsekit.model",
     "Registry": "tsekit.registry",
@@ -54,6 +57,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    from tsekit.ablation import ablate
     from tsekit.experiment import train
     from tsekit.inference import load_model
     from tsekit.model import TSEModel, build

@@ -88,6 +88,7 @@ def load_model(path: str | Path, *, registry: Any = None, device: str = "cpu") -
         fusion_options=spec["fusion_config"],
         backbone_options=spec["backbone_config"],
         share_fusion=spec["share_fusion"],
+        encoder_projection_dim=spec.get("encoder_projection_dim"),
         registry=registry,
     )
     weights = folder / WEIGHTS_FILE

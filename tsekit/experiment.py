@@ -32,6 +32,7 @@ DEFAULTS: dict[str, Any] = {
     "data": {
         "corpus": None,  # the bundled demo corpus
         "val_speakers": 8,
+        "exclude_speakers": [],  # e.g. an evaluation list's speakers
         "val_size": 32,
         "simulation": {"segment_seconds": 3.0, "enrollment_seconds": 3.0, "enrollment_grid_seconds": 0.5},
     },
@@ -39,6 +40,7 @@ DEFAULTS: dict[str, Any] = {
         "batch_size": 4,
         "max_steps": 1000,
         "max_time": None,
+        "max_cpu_time": None,
         "val_every": 200,
         "checkpoint_every": 100,
         "log_every": 10,
@@ -136,8 +138,11 @@ def train(
     registry: Any = None,
     on_progress: Callable[[dict[str, Any]], None] | None = None,
     device: str = "auto",
+    time_left: float | None = None,
 ) -> dict[str, Any]:
-    """Build the model, simulate data from the corpus (speaker-disjoint validation) and train; resumes."""
+    """Build the model, simulate data from the corpus (speaker-disjoint validation) and train; resumes.
+
+    ``time_left`` caps this invocation's wall time without changing the config (a resumed time budget)."""
     from tsekit.config import make_config
     from tsekit.corpus import load_corpus
     from tsekit.data import DEMO_CORPUS
@@ -151,6 +156,13 @@ def train(
     out = Path(out_dir)
     m, data = config["model"], config["data"]
     loop = _loop_config(config["train"], int(config["seed"]))
+    if time_left is not None:
+        import dataclasses
+
+        loop = dataclasses.replace(loop, max_time=time_left if loop.max_time is None else min(loop.max_time, time_left))
+    import torch
+
+    torch.manual_seed(int(config["seed"]))  # the same seed gives the same initial weights
     model = build(m["encoder"], m["fusion"], m["backbone"], m["adapt_layers"], preset=m["preset"],
                   encoder_options=m["encoder_options"], fusion_options=m["fusion_options"],
                   backbone_options=m["backbone_options"], registry=reg)
@@ -158,6 +170,9 @@ def train(
     sim_cfg = make_config(SimulationConfig, {**data["simulation"], "sample_rate": model.sample_rate},
                           where="data.simulation")
     corpus = load_corpus(data["corpus"] or DEMO_CORPUS / "manifest.csv")
+    excluded = {str(s) for s in data.get("exclude_speakers") or []}
+    if excluded:
+        corpus = corpus.subset(s for s in corpus.speakers if s not in excluded)
     train_corpus, val_corpus = corpus.split(int(data["val_speakers"]), seed=int(config["seed"]))
     import os
 

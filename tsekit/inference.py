@@ -51,6 +51,10 @@ class Extractor:
     def sample_rate(self) -> int:
         return int(self.model.sample_rate)
 
+    @property
+    def device(self) -> Any:
+        return next(iter(self.model.parameters())).device
+
     def _load(self, audio: AudioInput, sample_rate: int | None, what: str) -> tuple[Any, int]:
         import torch
 
@@ -89,13 +93,14 @@ class Extractor:
             wavs.append(self._to_model_rate(wav, sr))
         with torch.inference_mode():
             if len(wavs) == 1:
-                return self.model.enroll(wavs[0].unsqueeze(0))[0]
+                return self.model.enroll(wavs[0].unsqueeze(0).to(self.device))[0].cpu()
             from tsekit.registry import get_registry
 
             selector = (self.registry or get_registry()).create("selector", self.selector_name)
 
             def embed(batch: Any, lengths: Any) -> Any:
-                return self.model.enroll(batch, lengths)
+                dev = self.device
+                return self.model.enroll(batch.to(dev), None if lengths is None else lengths.to(dev)).cpu()
 
             return selector.select(wavs, embed, sample_rate=self.sample_rate).embedding
 
@@ -122,9 +127,10 @@ class Extractor:
 
         chunk = int(self.chunk_seconds * self.sample_rate)
         overlap = int(self.overlap_seconds * self.sample_rate)
-        emb = embedding.reshape(1, -1)
+        dev = self.device
+        emb = embedding.reshape(1, -1).to(dev)
         if x.shape[-1] <= chunk:
-            return self.model.extract(x.unsqueeze(0), emb)[0]
+            return self.model.extract(x.unsqueeze(0).to(dev), emb)[0].cpu()
         hop = chunk - overlap
         out = torch.zeros_like(x)
         weight = torch.zeros_like(x)
@@ -133,7 +139,7 @@ class Extractor:
             piece = x[start : start + chunk]
             if piece.shape[-1] < overlap and start > 0:
                 break
-            est = self.model.extract(piece.unsqueeze(0), emb)[0]
+            est = self.model.extract(piece.unsqueeze(0).to(dev), emb)[0].cpu()
             w = torch.ones_like(est)
             if start > 0:
                 w[:overlap] = ramp[: w.shape[-1]][:overlap]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,70 @@ class ModelSpec:
     backbone_config: dict[str, Any] = field(default_factory=dict)
     share_fusion: bool = False
     providers: dict[str, str] = field(default_factory=dict)
+    encoder_projection_dim: int | None = None
+    """When set, a learned linear projection maps the encoder's embedding to this size (a swapped encoder)."""
+
+
+class ProjectedEncoder(SpeakerEncoder):
+    """A speaker encoder followed by a learned linear projection to ``embedding_dim``.
+
+    Lets a model keep fusions built for another embedding size (see :func:`tsekit.swap.swap_encoder`).
+    While the inner encoder is frozen its embeddings are computed without gradients and, in training,
+    cached by enrollment content (LRU of ``cache_size``), so only the projection costs anything per step.
+    """
+
+    def __init__(self, inner: SpeakerEncoder, embedding_dim: int, cache_size: int = 4096) -> None:
+        super().__init__()
+        self.inner = inner
+        self.projection = nn.Linear(inner.embedding_dim, embedding_dim)
+        self.embedding_dim = int(embedding_dim)
+        self.sample_rate = inner.sample_rate
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, Tensor] = OrderedDict()
+
+    def bind(self, backbone: Backbone) -> None:
+        self.inner.bind(backbone)
+
+    def freeze(self) -> ProjectedEncoder:
+        self.inner.freeze()
+        super().freeze()
+        self.clear_cache()
+        return self
+
+    def clear_cache(self) -> None:
+        """Forget cached inner embeddings (call after changing the inner encoder's weights)."""
+        self._cache.clear()
+
+    def embed_inner(self, wav: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """The inner encoder's embedding ``[B, D_inner]`` (cached while it is frozen and we train)."""
+        if not self.inner.frozen:
+            return self.inner(wav, lengths)
+        if not (self.training and self.cache_size > 0):
+            with torch.no_grad():
+                return self.inner(wav, lengths)
+        keys = [self._content_key(wav[i], None if lengths is None else int(lengths[i])) for i in range(wav.shape[0])]
+        missing = [i for i, k in enumerate(keys) if k not in self._cache]
+        if missing:
+            idx = torch.tensor(missing, device=wav.device)
+            with torch.no_grad():
+                fresh = self.inner(wav[idx], None if lengths is None else lengths[idx])
+            for i, emb in zip(missing, fresh, strict=True):
+                self._cache[keys[i]] = emb.detach()
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        for k in keys:
+            self._cache.move_to_end(k)
+        return torch.stack([self._cache[k] for k in keys])
+
+    @staticmethod
+    def _content_key(row: Tensor, length: int | None) -> str:
+        import hashlib
+
+        data = row.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
+        return f"{hashlib.sha1(data).hexdigest()}:{row.shape[-1]}:{length}"
+
+    def forward(self, wav: Tensor, lengths: Tensor | None = None) -> Tensor:
+        return self.projection(self.embed_inner(wav, lengths))
 
 
 class TSEModel(nn.Module):
@@ -121,6 +186,17 @@ class TSEModel(nn.Module):
             embedding = self.enroll(enrollment, enrollment_lengths)
         return self.extract(mixture, embedding)
 
+    def train(self, mode: bool = True) -> TSEModel:
+        """Training mode, except for a backbone or fusion whose parameters are all frozen (as after
+        :func:`tsekit.swap.swap_encoder`): it stays in eval mode, so its norms and dropout do not change."""
+        super().train(mode)
+        if mode:
+            for part in (self.backbone, *self.fusions.values()):
+                params = list(part.parameters())
+                if params and not any(p.requires_grad for p in params):
+                    part.eval()
+        return self
+
     def parameter_counts(self) -> dict[str, int]:
         return {
             "encoder": count_parameters(self.encoder),
@@ -153,6 +229,7 @@ def build(
     backbone_options: Mapping[str, Any] | None = None,
     encoder_preset: str | None = None,
     share_fusion: bool = False,
+    encoder_projection_dim: int | None = None,
     registry: Registry | None = None,
 ) -> TSEModel:
     """Assemble a TSE model from registered components.
@@ -162,6 +239,8 @@ def build(
     ``fusion=None`` uses the backbone paper's fusion. ``preset`` selects a backbone preset
     (e.g. ``"small"``). ``encoder`` may also be a ready :class:`SpeakerEncoder` instance.
     ``share_fusion`` uses one fusion module at every chosen site (needs equal site dims).
+    ``encoder_projection_dim`` puts a learned linear projection to that size behind the encoder
+    (:class:`ProjectedEncoder`; the fusions then see that size), as a swapped encoder has.
     """
     reg = registry or get_registry()
     b_spec = _component(reg, "backbone", backbone)
@@ -181,6 +260,11 @@ def build(
         e_name, e_cfg_dict = e_spec.name, config_to_dict(e_cfg)
         providers["encoder"] = e_spec.qualified_name
         enc_module = None
+    inner_dim = emb_dim
+    if encoder_projection_dim is not None:
+        if int(encoder_projection_dim) < 1:
+            raise TsekitError(f"encoder_projection_dim must be positive, got {encoder_projection_dim}")
+        emb_dim = int(encoder_projection_dim)
 
     fusion_name = fusion or b_caps.default_fusion
     if fusion_name is None:
@@ -201,10 +285,12 @@ def build(
     # Build modules only after every check passed.
     if enc_module is None:
         enc_module = e_spec.create(e_cfg)
-        if enc_module.embedding_dim != emb_dim:
+        if enc_module.embedding_dim != inner_dim:
             raise TsekitError(
-                f"encoder '{e_spec.name}' declares embedding_dim {emb_dim} but built {enc_module.embedding_dim}"
+                f"encoder '{e_spec.name}' declares embedding_dim {inner_dim} but built {enc_module.embedding_dim}"
             )
+    if encoder_projection_dim is not None:
+        enc_module = ProjectedEncoder(enc_module, emb_dim)
     bb = b_spec.create(b_cfg)
     enc_module.bind(bb)
     fusions: dict[str, Fusion] = {}
@@ -225,5 +311,6 @@ def build(
         backbone_config=config_to_dict(b_cfg),
         share_fusion=share_fusion,
         providers=providers,
+        encoder_projection_dim=emb_dim if encoder_projection_dim is not None else None,
     )
     return TSEModel(enc_module, bb, fusions, sites, spec)

@@ -34,12 +34,21 @@ class OptimConfig:
     grad_clip: float = 5.0
     grad_accum: int = 1
 
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.grad_accum < 1:
+            raise ValueError(f"grad_accum must be at least 1, got {self.grad_accum}")
+        if self.warmup_steps < 0 or not 0 <= self.min_lr_ratio <= 1 or self.grad_clip <= 0:
+            raise ValueError("warmup_steps ≥ 0, 0 ≤ min_lr_ratio ≤ 1 and grad_clip > 0 are required")
+
 
 @dataclass(frozen=True)
 class LoopConfig:
     batch_size: int = 4
     max_steps: int | None = 1000
     max_time: float | None = None  # seconds for this invocation
+    max_cpu_time: float | None = None  # process CPU seconds over the whole run (a fair budget on a shared machine)
     val_every: int = 200
     checkpoint_every: int = 100
     log_every: int = 10
@@ -48,6 +57,15 @@ class LoopConfig:
     keep_checkpoints: int = 2
     seed: int = 0
     optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "val_every", "checkpoint_every", "log_every", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("max_steps", "max_time", "max_cpu_time"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be positive, got {value}")
 
 
 def lr_factor(step: int, total: int | None, cfg: OptimConfig) -> float:
@@ -320,18 +338,19 @@ def fit(
     log_path = run_dir / METRICS
     cache = EmbeddingCache() if model.encoder.frozen else None
 
-    step, elapsed, best, bad_vals, history = 0, 0.0, -math.inf, 0, []
+    step, elapsed, cpu_elapsed, best, bad_vals, history = 0, 0.0, 0.0, -math.inf, 0, []
     torch.manual_seed(config.seed)
     ckpt = latest_checkpoint(run_dir)
     if ckpt is not None:
         meta = load_checkpoint(ckpt, model, optimizer)
         step, elapsed, best, bad_vals = meta["step"], meta["elapsed_s"], meta["best"], meta["bad_vals"]
+        cpu_elapsed = float(meta.get("cpu_s", 0.0))
         history = meta.get("history", [])
         if dist.main:
             _truncate_log(log_path, step)
     per_micro = config.batch_size * dist.world
     per_step = per_micro * opt_cfg.grad_accum
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), time.process_time()
     stop_reason = "max_steps"
     window: list[float] = []
 
@@ -339,10 +358,13 @@ def fit(
         if dist.main:
             save_checkpoint(
                 run_dir, step, model, optimizer,
-                {"elapsed_s": elapsed + time.monotonic() - started, "best": best, "bad_vals": bad_vals,
+                {"elapsed_s": elapsed + time.monotonic() - started, "cpu_s": cpu_now(), "best": best, "bad_vals": bad_vals,
                  "history": history, **(run_meta or {})},
                 keep=config.keep_checkpoints,
             )
+
+    def cpu_now() -> float:
+        return cpu_elapsed + time.process_time() - cpu_started
 
     def out_of_time() -> bool:
         return config.max_time is not None and time.monotonic() - started >= config.max_time
@@ -350,6 +372,9 @@ def fit(
     while config.max_steps is None or step < config.max_steps:
         if dist.agree(out_of_time()):
             stop_reason = "max_time"
+            break
+        if dist.agree(config.max_cpu_time is not None and cpu_now() >= config.max_cpu_time):
+            stop_reason = "max_cpu_time"
             break
         for group in optimizer.param_groups:
             group["lr"] = opt_cfg.lr * lr_factor(step, config.max_steps, opt_cfg)
@@ -386,7 +411,7 @@ def fit(
         now = elapsed + time.monotonic() - started
         if dist.main and step % config.log_every == 0:
             row = {"step": step, "split": "train", "loss": sum(window) / len(window),
-                   "lr": optimizer.param_groups[0]["lr"], "time_s": now}
+                   "lr": optimizer.param_groups[0]["lr"], "time_s": now, "cpu_s": cpu_now()}
             _log(log_path, row)
             window = []
             if on_progress:
@@ -395,7 +420,7 @@ def fit(
             stop = False
             if dist.main:
                 scores = validate(model, val_batches, dev)
-                row = {"step": step, "split": "val", **scores, "time_s": now}
+                row = {"step": step, "split": "val", **scores, "time_s": now, "cpu_s": cpu_now()}
                 _log(log_path, row)
                 history.append(row)
                 if on_progress:
@@ -412,7 +437,7 @@ def fit(
                 break
         if step % config.checkpoint_every == 0 or step == config.max_steps:
             checkpoint()
-    if stop_reason == "max_time":
+    if stop_reason in ("max_time", "max_cpu_time"):
         checkpoint()
     if dist.main:
         save_model(model, run_dir / "last", {"step": step})
@@ -422,6 +447,7 @@ def fit(
         "stop_reason": stop_reason,
         "best_val_si_sdri": best if history else None,
         "train_time_s": elapsed + time.monotonic() - started,
+        "train_cpu_s": cpu_now(),
         "history": history,
         "world_size": dist.world,
         "embedding_cache": {"hits": cache.hits, "misses": cache.misses} if cache else None,

@@ -75,6 +75,7 @@ def _add_plugin_commands(app: typer.Typer, plugin_set: PluginSet) -> None:
 
 def create_app(plugin_set: PluginSet | None = None) -> typer.Typer:
     """Build the CLI over ``plugin_set`` (default: load installed plugins)."""
+    from tsekit.cli import ablate as ablate_cli
     from tsekit.cli import commands, data, infer, pretrain
     from tsekit.cli import simulate as simulate_cli
     from tsekit.cli import train as train_cli
@@ -95,6 +96,7 @@ def create_app(plugin_set: PluginSet | None = None) -> typer.Typer:
     data.install(app, state)
     train_cli.install(app, state)
     infer.install(app, state)
+    ablate_cli.install(app, state)
     _add_plugin_commands(app, ps)
     return app
 
