@@ -39,13 +39,14 @@ class Extractor:
     """A trained model behind a file-friendly API (see :func:`load_model`)."""
 
     def __init__(self, model: Any, *, selector: str = "cluster", chunk_seconds: float = 30.0,
-                 overlap_seconds: float = 1.0, registry: Any = None,
+                 overlap_seconds: float = 1.0, rescale: bool = True, registry: Any = None,
                  notice: Callable[[str], None] | None = None) -> None:
         if chunk_seconds <= 2 * overlap_seconds:
             raise TsekitError("chunk_seconds must exceed twice overlap_seconds")
         self.model = model.eval()
         self.selector_name, self.registry, self.notice = selector, registry, notice
         self.chunk_seconds, self.overlap_seconds = chunk_seconds, overlap_seconds
+        self.rescale = rescale
 
     @property
     def sample_rate(self) -> int:
@@ -113,6 +114,8 @@ class Extractor:
         x = self._to_model_rate(wav, sr)
         with torch.inference_mode():
             out = self._chunked(x, embedding)
+            if self.rescale:
+                out = mixture_consistent_scale(out, x)
         if sr != self.sample_rate:
             import torchaudio.functional as AF
 
@@ -148,6 +151,15 @@ class Extractor:
             out[start : start + est.shape[-1]] += est * w
             weight[start : start + est.shape[-1]] += w
         return out / weight.clamp_min(1e-8)
+
+
+def mixture_consistent_scale(estimate: Any, mixture: Any) -> Any:
+    """Scale an estimate (e.g. from an SI-SDR-trained model, whose output level is arbitrary) by the
+    least-squares gain onto the mixture: the target's level as it is in the mixture."""
+    energy = float((estimate * estimate).sum())
+    if energy <= 1e-12:
+        return estimate
+    return estimate * (float((mixture * estimate).sum()) / energy)
 
 
 def load_model(path: str | Path | None = None, *, device: str = "cpu", registry: Any = None, **options: Any) -> Extractor:
