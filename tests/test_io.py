@@ -56,3 +56,18 @@ def test_eval_list_round_trip_and_errors(tmp_path: Path) -> None:
     bad.write_text("mixture_id,mixture_path,enrollment_path,target_path\na,audio/m.wav,audio/e.wav,\na,audio/m.wav,audio/e.wav,\n")
     with pytest.raises(TsekitError, match="duplicate mixture_id 'a'"):
         read_eval_list(bad)
+
+
+def test_atomic_open_gives_ordinary_permissions(tmp_path) -> None:
+    import os
+    import stat
+
+    from tsekit.io import atomic_open
+
+    old = os.umask(0o022)
+    try:
+        with atomic_open(tmp_path / "r.txt", "w") as fh:
+            fh.write("x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "r.txt").stat().st_mode) == 0o644

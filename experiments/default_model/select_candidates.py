@@ -77,11 +77,33 @@ def main() -> None:
     parser.add_argument("--out", default="runs/select")
     parser.add_argument("--cpu-minutes", type=float, default=40.0, help="per candidate (20 min on 2 cores)")
     parser.add_argument("--only", nargs="*", default=None)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per candidate (1: CPU time is "
+                        "not inflated by spin-waiting when the machine is busy)")
+    parser.add_argument("--jobs", type=int, default=2, help="candidates trained at once, each in its own process")
     args = parser.parse_args()
+    out = Path(args.out)
+    names = args.only or list(CANDIDATES)
+    if args.jobs > 1 and len(names) > 1:
+        import subprocess
+        import sys
+        import time
+
+        pending, running = list(names), []
+        while pending or running:
+            while pending and len(running) < args.jobs:
+                name = pending.pop(0)
+                cmd = [sys.executable, __file__, "--corpus", args.corpus, "--out", str(out), "--cpu-minutes",
+                       str(args.cpu_minutes), "--threads", str(args.threads), "--jobs", "1", "--only", name]
+                running.append(subprocess.Popen(cmd))
+            time.sleep(5)
+            running = [p for p in running if p.poll() is None]
+        names = []
+    import torch
+
+    torch.set_num_threads(args.threads)
     import tsekit
 
-    out = Path(args.out)
-    for name in args.only or list(CANDIDATES):
+    for name in names:
         run = out / name
         if (run / "result.json").is_file():
             continue
