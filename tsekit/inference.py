@@ -9,6 +9,8 @@ from typing import Any
 from tsekit.errors import TsekitError
 
 MIN_ENROLLMENT_SECONDS = 0.5
+DEFAULT_MODEL = Path(__file__).parent / "models" / "default"
+"""The pretrained model that ships with tsekit (see its ``MODEL_CARD.md``); ``load_model(None)`` loads it."""
 AudioInput = Any  # a path, or a 1-D tensor / numpy array (with sample_rate)
 
 
@@ -163,11 +165,16 @@ def mixture_consistent_scale(estimate: Any, mixture: Any) -> Any:
 
 
 def load_model(path: str | Path | None = None, *, device: str = "cpu", registry: Any = None, **options: Any) -> Extractor:
-    """A saved model (run folder, ``best/`` or ``last/`` folder, or ``model.json``) as an :class:`Extractor`."""
+    """A saved model (run folder, ``best/`` or ``last/`` folder, or ``model.json``) as an :class:`Extractor`;
+    ``None`` loads the shipped default model (:data:`DEFAULT_MODEL`)."""
+    from tsekit.checkpoint import SPEC_FILE
     from tsekit.checkpoint import load_model as load_checkpoint
 
     if path is None:
-        raise TsekitError("no default model ships yet; pass a run folder or model folder")
+        if not (DEFAULT_MODEL / SPEC_FILE).is_file():
+            raise TsekitError(f"no default model is installed ({DEFAULT_MODEL / SPEC_FILE} is missing); "
+                              "pass --model with a run folder or model folder")
+        path = DEFAULT_MODEL
     path = Path(path)
     if path.is_dir() and not (path / "model.json").is_file():
         for sub in ("best", "last"):

@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from tsekit.cli import State
 
 
+MODEL_HELP = "Run folder or model folder (default: the pretrained model shipped with tsekit)."
+
+
 def _notice(message: str) -> None:
     typer.echo(f"tsekit: notice: {message}", err=True)
 
@@ -21,7 +24,7 @@ def _notice(message: str) -> None:
 def install(app: typer.Typer, state: State) -> None:
     @app.command("extract")
     def extract_cmd(
-        model: Annotated[str | None, typer.Option(help="Run folder or model folder.")] = None,
+        model: Annotated[str | None, typer.Option(help=MODEL_HELP)] = None,
         mix: Annotated[str | None, typer.Option(help="Mixture audio file.")] = None,
         ref: Annotated[list[str] | None, typer.Option(help="Enrollment audio (repeat for several).")] = None,
         out: Annotated[str | None, typer.Option(help="Output wav (mixture's rate and length).")] = None,
@@ -59,9 +62,9 @@ def install(app: typer.Typer, state: State) -> None:
 
     @app.command("eval")
     def eval_cmd(
-        model: Annotated[str, typer.Option(help="Run folder or model folder.")],
         list_: Annotated[str, typer.Option("--list", help="Evaluation list (mixtures.csv).")],
         out: Annotated[str, typer.Option(help="Folder for metrics.csv and summary.json.")],
+        model: Annotated[str | None, typer.Option(help=MODEL_HELP)] = None,
         metrics: Annotated[str | None, typer.Option(help="Comma-separated metric names.")] = None,
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:

@@ -1,0 +1,340 @@
+"""Export a trained run as tsekit's shipped default model: the weights, ``card.json``, ``MODEL_CARD.md`` and
+the learning-curve figure.
+
+Run: python experiments/default_model/export.py RUN_DIR [--which best|last] [--bench runs/bench_default/bench.json]
+     [--dest tsekit/models/default] [--hardware "2-core CPU, no GPU"]
+
+The model folder (``model.json`` + ``model.safetensors``) is copied as it is; a weights file over
+:data:`MAX_WEIGHTS_BYTES` is refused (it would bloat the wheel). Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_DEST = REPO / "tsekit" / "models" / "default"
+CURVE_PNG = REPO / "docs" / "img" / "default_model_curve.png"
+MAX_WEIGHTS_BYTES = 30_000_000  # 30 MB
+CORPUS_NAME = "LibriSpeech train-clean-100 subset (librispeech-mini: one utterance per speaker)"
+CORPUS_LICENSE = "CC BY 4.0"
+BENCH_TARGETS = {"si_sdri": 10.0, "confusion_rate": 0.05, "rtf": 0.05}
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def validation_curve(rows: list[dict[str, Any]]) -> list[dict[str, float]]:
+    """``[{step, cpu_s, time_s, si_sdri}]`` of the validation rows (``cpu_s`` is NaN in logs that predate it)."""
+    return [{"step": int(r["step"]), "cpu_s": float(r.get("cpu_s", math.nan)), "time_s": float(r.get("time_s", math.nan)),
+             "si_sdri": float(r["si_sdri"])} for r in rows if r.get("split") == "val" and "si_sdri" in r]
+
+
+def corpus_name(corpus: str | None) -> str:
+    if corpus is None:
+        return "the bundled demo corpus (40 LibriSpeech speakers, one 10 s utterance each)"
+    return CORPUS_NAME if "librispeech-mini" in str(corpus) else f"`{corpus}`"
+
+
+def resolved_simulation(simulation: dict[str, Any], sample_rate: int | None) -> dict[str, Any]:
+    """The training simulation settings with the defaults filled in (as ``tsekit.train`` resolves them)."""
+    from tsekit.config import make_config
+    from tsekit.simulate import SimulationConfig
+
+    extra = {"sample_rate": sample_rate} if sample_rate else {}
+    return make_config(SimulationConfig, {**simulation, **extra}, where="data.simulation").to_dict()
+
+
+def build_card(run_dir: str | Path, which: str = "best", *, bench: dict[str, Any] | None = None,
+               hardware: str = "2-core CPU, no GPU") -> dict[str, Any]:
+    """Everything the model card states, from the run folder (and a benchmark's ``bench.json``)."""
+    from tsekit.checkpoint import read_spec
+    from tsekit.errors import TsekitError
+
+    run = Path(run_dir)
+    if which not in ("best", "last"):
+        raise TsekitError(f"--which must be best or last, got {which!r}")
+    if not (run / "config.json").is_file():
+        raise TsekitError(f"{run}: not a tsekit run folder (no config.json)")
+    meta = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    spec = read_spec(run / which)
+    result = json.loads((run / "result.json").read_text(encoding="utf-8")) if (run / "result.json").is_file() else {}
+    rows = read_jsonl(run / "metrics.jsonl")
+    curve = validation_curve(rows)
+    config = meta["config"]
+    step = int(spec.get("step", result.get("steps", 0)))
+    at_step = next((c for c in curve if c["step"] == step), None)
+    last_row = rows[-1] if rows else {}
+    val = spec.get("val") or {}
+    test_speakers = [str(s) for s in config.get("data", {}).get("exclude_speakers") or []]
+    model = spec["model"]
+    return {
+        "source_run": str(run.resolve()),
+        "which": which,
+        "step": step,
+        "config": config,
+        "config_hash": meta.get("config_hash"),
+        "git_sha": meta.get("git_sha"),
+        "plugins": meta.get("plugins", {}),
+        "parameters": meta.get("parameters", {}),
+        "model": {
+            "encoder": model["encoder"], "fusion": model["fusion"], "backbone": model["backbone"],
+            "sites": list(model["adapt_layers"]), "preset": config["model"].get("preset"),
+            "encoder_config": model["encoder_config"], "fusion_config": model["fusion_config"],
+            "backbone_config": model["backbone_config"],
+            "sample_rate": spec.get("sample_rate"), "embedding_dim": spec.get("embedding_dim"),
+        },
+        "train": {
+            "steps": int(result.get("steps", last_row.get("step", step))),
+            "stop_reason": result.get("stop_reason"),
+            "time_s": float(result.get("train_time_s", last_row.get("time_s", math.nan))),
+            "cpu_s": float(result.get("train_cpu_s", last_row.get("cpu_s", math.nan))),
+            "time_s_at_step": at_step["time_s"] if at_step else math.nan,
+            "cpu_s_at_step": at_step["cpu_s"] if at_step else math.nan,
+            "budget": {k: config["train"].get(k) for k in ("max_steps", "max_time", "max_cpu_time")},
+            "batch_size": config["train"].get("batch_size"),
+            "hardware": hardware,
+        },
+        "data": {
+            "corpus": config["data"].get("corpus"),
+            "name": corpus_name(config["data"].get("corpus")),
+            "license": CORPUS_LICENSE,
+            "simulation": resolved_simulation(config["data"].get("simulation", {}), spec.get("sample_rate")),
+            "train_speakers": meta.get("train_speakers"),
+            "val_speakers": [str(s) for s in meta.get("val_speakers", [])],
+            "test_speakers": test_speakers,
+        },
+        "val_speakers": [str(s) for s in meta.get("val_speakers", [])],
+        "test_speakers": test_speakers,
+        "validation": {"si_sdri": val.get("si_sdri", at_step["si_sdri"] if at_step else math.nan),
+                       "si_sdr": val.get("si_sdr", math.nan), "n": val.get("n", config["data"].get("val_size")),
+                       "best_si_sdri": max((c["si_sdri"] for c in curve), default=math.nan)},
+        "val_curve": curve,
+        "benchmark": bench,
+    }
+
+
+def json_ready(value: Any) -> Any:
+    """NaN → None (strict JSON), recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(v) for v in value]
+    return value
+
+
+def copy_model(src: Path, dest: Path) -> None:
+    """Copy ``model.json`` + ``model.safetensors``; refuse weights over :data:`MAX_WEIGHTS_BYTES`."""
+    from tsekit.checkpoint import SPEC_FILE, WEIGHTS_FILE
+    from tsekit.errors import TsekitError
+    from tsekit.io import atomic_open
+
+    weights = src / WEIGHTS_FILE
+    if not weights.is_file():
+        raise TsekitError(f"{weights}: missing weights")
+    size = weights.stat().st_size
+    if size > MAX_WEIGHTS_BYTES:
+        raise TsekitError(f"{weights}: {size / 1e6:.1f} MB; a shipped model must stay under "
+                          f"{MAX_WEIGHTS_BYTES / 1e6:.0f} MB")
+    for name in (WEIGHTS_FILE, SPEC_FILE):  # model.json last: the folder only counts as a model once both exist
+        with open(src / name, "rb") as fh_in, atomic_open(dest / name, "wb") as fh_out:
+            shutil.copyfileobj(fh_in, fh_out)
+
+
+def plot_curve(curve: list[dict[str, float]], path: Path) -> None:
+    """Validation SI-SDRi against training CPU hours (left) and against step (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tsekit.io import atomic_open
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
+    sdri = [c["si_sdri"] for c in curve]
+    left.plot([c["cpu_s"] / 3600 for c in curve], sdri, marker="o")
+    left.set_xlabel("training CPU time (h)")
+    left.set_ylabel("validation SI-SDRi (dB)")
+    right.plot([c["step"] for c in curve], sdri, marker="o")
+    right.set_xlabel("training step")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    fig.suptitle("default model: validation SI-SDRi (held-out validation speakers)")
+    fig.tight_layout()
+    with atomic_open(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=110)
+    plt.close(fig)
+
+
+def _num(value: Any, fmt: str = ".2f") -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    return format(value, fmt)
+
+
+def _hours(seconds: float | None) -> str:
+    if seconds is None or math.isnan(seconds):
+        return "n/a"
+    return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
+
+
+def model_card(card: dict[str, Any], curve_link: str | None) -> str:
+    """``MODEL_CARD.md`` from :func:`build_card`'s numbers."""
+    m, t, d, v, p = card["model"], card["train"], card["data"], card["validation"], card["parameters"]
+    budget = ", ".join(f"{k} = {val}" for k, val in t["budget"].items() if val is not None) or "none"
+    sim = d["simulation"]
+    sir = "…".join(f"{v:g}" for v in sim.get("sir_range", ()))
+    interferers = "–".join(str(v) for v in sorted(set(sim.get("num_interferers", ())))) or "n/a"
+    state = [w for w, key in (("pretrained", "pretrained"), ("frozen", "frozen")) if m["encoder_config"].get(key)]
+    encoder_state = f" ({', '.join(state)})" if state else ""
+    lines = [
+        "# tsekit default model",
+        "",
+        ("The pretrained target-speaker-extraction model that `tsekit extract` / `tsekit eval` and "
+        "`tsekit.load_model()` use when no model is given."),
+        "",
+        "## Model",
+        "",
+        f"- speaker encoder: `{m['encoder']}`{encoder_state}, embedding size {m['embedding_dim']}",
+        f"- fusion: `{m['fusion']}` at site(s) {', '.join(f'`{s}`' for s in m['sites'])}",
+        f"- backbone: `{m['backbone']}`, preset `{m['preset']}`, {m['sample_rate']} Hz",
+        (f"- parameters: {p.get('total', 0) / 1e6:.2f} M in all ({p.get('trainable', 0) / 1e6:.2f} M trained; "
+        f"encoder {p.get('encoder', 0) / 1e6:.2f} M, fusion {p.get('fusion', 0) / 1e6:.3f} M, "
+        f"backbone {p.get('backbone', 0) / 1e6:.2f} M)"),
+        (f"- config hash `{card['config_hash']}`, tsekit commit `{card['git_sha']}`; exported from the "
+        f"`{card['which']}` checkpoint (step {card['step']})"),
+        "",
+        "## Data",
+        "",
+        f"- {d['name']}, {d['license']} (LibriSpeech, Panayotov et al. 2015, openslr.org/12)",
+        (f"- speakers: {d['train_speakers']} train, {len(d['val_speakers'])} validation, "
+        f"{len(d['test_speakers'])} test (held out of training and validation; listed in `card.json`)"),
+        (f"- mixtures simulated on the fly: {sim.get('segment_seconds', 'n/a')} s segments, "
+        f"{sim.get('enrollment_seconds', 'n/a')} s enrollment (another utterance of the target speaker, or a "
+        f"disjoint part of the target's utterance when the speaker has one), {interferers} interfering "
+        f"speaker(s) at SIR {sir} dB, noise: {sim.get('noise', 'n/a')}, reverberation: {'yes' if sim.get('reverb') else 'no'}"),
+        "",
+        "## Training",
+        "",
+        f"- {t['steps']} steps of batch {t['batch_size']} (stopped by {t['stop_reason'] or 'n/a'}; budget: {budget})",
+        f"- {_hours(t['time_s'])} wall time, {_hours(t['cpu_s'])} process CPU time on {t['hardware']}",
+        (f"- loss `{card['config'].get('loss')}`, seed {card['config'].get('seed')}, "
+        f"learning rate {card['config']['train'].get('optim', {}).get('lr')}"),
+        "",
+        "## Learning curve",
+        "",
+    ]
+    if curve_link:
+        lines += [f"![validation SI-SDRi against training CPU time and step]({curve_link})", ""]
+    lines += ["| step | CPU time (h) | wall time (h) | validation SI-SDRi (dB) |", "|---:|---:|---:|---:|"]
+    lines += [f"| {c['step']} | {_num(c['cpu_s'] / 3600)} | {_num(c['time_s'] / 3600)} | {_num(c['si_sdri'])} |"
+              for c in card["val_curve"]]
+    lines += [
+        "",
+        "## Validation",
+        "",
+        (f"At the exported step: SI-SDRi {_num(v['si_sdri'])} dB, SI-SDR {_num(v['si_sdr'])} dB over {v['n']} "
+        f"mixtures of the {len(d['val_speakers'])} validation speakers (best over the run: "
+        f"{_num(v['best_si_sdri'])} dB)."),
+        "",
+        "## Benchmark (held-out test speakers)",
+        "",
+    ]
+    bench = card.get("benchmark")
+    if bench:
+        q, r = bench["quality"], bench["speed"]
+        lines += [
+            f"Command: `{bench['command']}`",
+            "",
+            (f"On {bench['num']} mixtures of the {len(bench['speakers'])} test speakers ({bench['seconds']} s, one "
+            f"interferer, SIR −5…5 dB), {bench['machine']['platform']}, {bench['machine']['cpus']} CPUs, "
+            f"torch {bench['machine']['torch']}, {r['threads']} thread(s):"),
+            "",
+            "| metric | value | target | |",
+            "|---|---:|---:|---|",
+        ]
+        for row in bench.get("verdicts", []):
+            lines.append(f"| {row['metric']} | {row['value_text']} | {row['target_text']} | {row['verdict']} |")
+        lines += [
+            f"| PESQ (wb) | {_num(q.get('pesq'))} | | |",
+            f"| STOI | {_num(q.get('stoi'), '.3f')} | | |",
+            f"| enrollment time ({r['enrollment_seconds']:g} s) | {_num(r['enroll_s'], '.3f')} s | | |",
+            "",
+        ]
+    else:
+        lines += ["No benchmark was run for this export (`experiments/default_model/benchmark.py`).", ""]
+    lines += [
+        "## Limitations",
+        "",
+        ("- Trained on read English audiobook speech at 16 kHz from a few hundred speakers, one utterance each, "
+        "with a CPU budget: expect lower quality on conversational, noisy, reverberant, far-field or "
+        "non-English audio and on unseen recording conditions."),
+        ("- Mixtures had exactly one interfering speaker and no noise or reverberation; more speakers, "
+        "noise and echo are out of distribution."),
+        ("- The model can extract the wrong speaker (target confusion), most often when the voices are "
+        "similar or the enrollment is short or noisy; give at least a few seconds of clean enrollment."),
+        "- The output level follows the mixture (least-squares rescaling); SI-SDR training does not fix it.",
+        "- Not for surveillance or for identifying people; speaker embeddings are biometric data.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def export(run_dir: str | Path, *, which: str = "best", bench_path: str | Path | None = None,
+           dest: str | Path = DEFAULT_DEST, hardware: str = "2-core CPU, no GPU",
+           curve_png: str | Path | None = CURVE_PNG) -> dict[str, Any]:
+    """Copy the model to ``dest`` and write ``card.json``, ``MODEL_CARD.md`` and the learning-curve PNG."""
+    from tsekit.io import atomic_open
+
+    bench = json.loads(Path(bench_path).read_text(encoding="utf-8")) if bench_path else None
+    card = build_card(run_dir, which, bench=bench, hardware=hardware)
+    dest = Path(dest)
+    copy_model(Path(run_dir) / which, dest)
+    link = None
+    if curve_png is not None and card["val_curve"]:
+        plot_curve(card["val_curve"], Path(curve_png))
+        link = os.path.relpath(Path(curve_png).resolve(), dest.resolve())
+    card["curve_png"] = str(curve_png) if link else None
+    with atomic_open(dest / "card.json", "w", encoding="utf-8") as fh:
+        json.dump(json_ready(card), fh, indent=2, default=float)
+    with atomic_open(dest / "MODEL_CARD.md", "w", encoding="utf-8") as fh:
+        fh.write(model_card(card, link))
+    return card
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tsekit.errors import TsekitError
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir")
+    parser.add_argument("--which", choices=("best", "last"), default="best")
+    parser.add_argument("--bench", default=None, help="bench.json from benchmark.py")
+    parser.add_argument("--dest", default=str(DEFAULT_DEST))
+    parser.add_argument("--hardware", default="2-core CPU, no GPU")
+    parser.add_argument("--curve", default=str(CURVE_PNG), help="learning-curve PNG")
+    args = parser.parse_args(argv)
+    try:
+        card = export(args.run_dir, which=args.which, bench_path=args.bench, dest=args.dest,
+                      hardware=args.hardware, curve_png=args.curve)
+    except TsekitError as exc:
+        print(f"export: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.dest}: step {card['step']}, validation SI-SDRi {_num(card['validation']['si_sdri'])} dB, "
+          f"{len(card['test_speakers'])} test speakers")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
