@@ -21,7 +21,6 @@ import csv
 import hashlib
 import itertools
 import json
-import math
 import os
 import platform
 import subprocess
@@ -33,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from tsekit.errors import TsekitError
-from tsekit.io import atomic_open
+from tsekit.io import atomic_open, json_safe
 
 AXES = ("encoder", "fusion", "backbone", "adapt_layer", "selector", "seed")
 DEFAULT_BUDGET = "2000steps"
@@ -275,12 +274,10 @@ def _read_json(path: Path) -> Any:
 
 def _write_json(path: Path, obj: Any) -> None:
     with atomic_open(path, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=2, default=_json_default)
+        json.dump(json_safe(obj), fh, indent=2, default=_json_default)
 
 
 def _json_default(obj: Any) -> Any:
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
     with contextlib.suppress(TypeError, ValueError):
         return float(obj)
     return str(obj)
@@ -565,7 +562,7 @@ def write_results(out: Path, rows: Sequence[Mapping[str, Any]]) -> None:
     """``results.jsonl`` and ``results.csv`` (nested values as JSON), both atomically."""
     with atomic_open(out / "results.jsonl", "w", encoding="utf-8") as fh:
         for row in rows:
-            fh.write(json.dumps(row, default=_json_default) + "\n")
+            fh.write(json.dumps(json_safe(row), default=_json_default) + "\n")
     columns = list(dict.fromkeys(k for row in rows for k in row))
     with atomic_open(out / "results.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, columns)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import os
 import platform
 import shlex
@@ -198,17 +197,6 @@ def verdicts(quality: dict[str, Any], speed: dict[str, Any]) -> list[dict[str, A
     return rows
 
 
-def json_ready(value: Any) -> Any:
-    """NaN → None (strict JSON), recursively."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_ready(v) for v in value]
-    return value
-
-
 def machine() -> dict[str, Any]:
     import torch
 
@@ -256,7 +244,7 @@ def run_benchmark(model: str | Path | None, corpus: str | Path, out: str | Path,
                   seconds: float = 4.0, enrollment_seconds: float = 4.0, threads: int = 2, speakers: str | None = None,
                   rtf_num: int = 10, rtf_seconds: float = 10.0, seed: int = 0, command: str = "") -> dict[str, Any]:
     from tsekit.inference import load_model
-    from tsekit.io import atomic_open
+    from tsekit.io import atomic_open, json_safe
 
     model_dir = Path(model) if model else default_model_dir()
     test_speakers = resolve_speakers(model_dir, speakers)
@@ -276,7 +264,7 @@ def run_benchmark(model: str | Path | None, corpus: str | Path, out: str | Path,
     }
     bench["verdicts"] = verdicts(quality, speed)
     with atomic_open(out / "bench.json", "w", encoding="utf-8") as fh:
-        json.dump(json_ready(bench), fh, indent=2, default=str)
+        json.dump(json_safe(bench), fh, indent=2, default=str)
     with atomic_open(out / "bench.md", "w", encoding="utf-8") as fh:
         fh.write(report_markdown(bench))
     return bench

@@ -124,17 +124,6 @@ def build_card(run_dir: str | Path, which: str = "best", *, bench: dict[str, Any
     }
 
 
-def json_ready(value: Any) -> Any:
-    """NaN → None (strict JSON), recursively."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_ready(v) for v in value]
-    return value
-
-
 def copy_model(src: Path, dest: Path) -> None:
     """Copy ``model.json`` + ``model.safetensors``; refuse weights over :data:`MAX_WEIGHTS_BYTES`."""
     from tsekit.checkpoint import SPEC_FILE, WEIGHTS_FILE
@@ -296,7 +285,7 @@ def export(run_dir: str | Path, *, which: str = "best", bench_path: str | Path |
            dest: str | Path = DEFAULT_DEST, hardware: str = "2-core CPU, no GPU",
            curve_png: str | Path | None = CURVE_PNG) -> dict[str, Any]:
     """Copy the model to ``dest`` and write ``card.json``, ``MODEL_CARD.md`` and the learning-curve PNG."""
-    from tsekit.io import atomic_open
+    from tsekit.io import atomic_open, json_safe
 
     bench = json.loads(Path(bench_path).read_text(encoding="utf-8")) if bench_path else None
     card = build_card(run_dir, which, bench=bench, hardware=hardware)
@@ -308,7 +297,7 @@ def export(run_dir: str | Path, *, which: str = "best", bench_path: str | Path |
         link = os.path.relpath(Path(curve_png).resolve(), dest.resolve())
     card["curve_png"] = str(curve_png) if link else None
     with atomic_open(dest / "card.json", "w", encoding="utf-8") as fh:
-        json.dump(json_ready(card), fh, indent=2, default=float)
+        json.dump(json_safe(card), fh, indent=2, default=float)
     with atomic_open(dest / "MODEL_CARD.md", "w", encoding="utf-8") as fh:
         fh.write(model_card(card, link))
     return card
