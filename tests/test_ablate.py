@@ -93,6 +93,13 @@ def test_unknown_component_is_an_error_not_a_pruned_cell() -> None:
         expand_grid(base, fusions=["flim"])
 
 
+def test_misspelt_set_key_is_an_error() -> None:
+    from tsekit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="lrr"):
+        expand_grid(load_config(None), sets={"train.optim.lrr": [1e-3]})
+
+
 def test_slots() -> None:
     assert gpu_slots(["0", "3"], per_gpu=2) == [
         {"CUDA_VISIBLE_DEVICES": "0", "TSEKIT_DEVICE": "cuda:0"}, {"CUDA_VISIBLE_DEVICES": "0", "TSEKIT_DEVICE": "cuda:0"},

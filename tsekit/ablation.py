@@ -206,6 +206,8 @@ def expand_grid(
         reg.get("backbone", name)
     for name in sel_axis:
         reg.get("selector", name)
+    for key, values in (sets or {}).items():  # a misspelt key is an error, not a grid of pruned cells
+        _merge_in(copy.deepcopy(dict(base)), _nest(key, values[0]))
 
     cells: list[Cell] = []
     pruned: list[Pruned] = []
