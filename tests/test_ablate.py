@@ -246,6 +246,13 @@ def test_process_executor_runs_cells_in_parallel_workers(tmp_path: Path) -> None
     logs = list(out.glob("cells/*/seed-0/worker.log"))
     assert len(logs) == 2
     _check_rows(out, 2)
+    # two cells sharing one training run (selectors) in parallel workers: trained once, not concurrently
+    shared = ablate(fusions="film", selectors="cluster,first", budget="3steps", out=tmp_path / "s", workers=2, **FAST)
+    assert shared.failed == [] and len(shared.rows) == 2
+    [run] = list((tmp_path / "s" / "train").glob("*/seed-0"))
+    steps = [json.loads(ln)["step"] for ln in (run / "metrics.jsonl").read_text().splitlines()
+             if json.loads(ln)["split"] == "val"]
+    assert steps == [3]
 
 
 def test_ray_executor_on_local_cpu_ray(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -296,6 +296,19 @@ def _train_elapsed(run_dir: Path) -> float:
         return 0.0
 
 
+@contextlib.contextmanager
+def _run_lock(run_dir: Path) -> Iterator[None]:
+    import fcntl
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def run_cell(out_dir: str | Path, cell_hash: str, seed: int, *, device: str = "auto",
              on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train (or resume) and evaluate one cell × seed; writes and returns its result row."""
@@ -314,13 +327,14 @@ def run_cell(out_dir: str | Path, cell_hash: str, seed: int, *, device: str = "a
     config["seed"] = int(seed)
     run_dir = out / "train" / cell["train_hash"] / f"seed-{seed}"
     result_path = run_dir / "result.json"
-    if result_path.is_file():
-        result = _read_json(result_path)
-    else:
-        budget = spec["budget_seconds"]
-        time_left = None if budget is None else max(0.0, budget - _train_elapsed(run_dir))
-        result = train(config, run_dir, on_progress=on_progress, device=device, time_left=time_left)
-        result = _read_json(result_path) if result_path.is_file() else result
+    with _run_lock(run_dir):  # cells that share a training run (selectors) may run in parallel
+        if result_path.is_file():
+            result = _read_json(result_path)
+        else:
+            budget = spec["budget_seconds"]
+            time_left = None if budget is None else max(0.0, budget - _train_elapsed(run_dir))
+            result = train(config, run_dir, on_progress=on_progress, device=device, time_left=time_left)
+            result = _read_json(result_path) if result_path.is_file() else result
     started = time.perf_counter()
     summary_path = cell_dir / "summary.json"
     if summary_path.is_file() and (cell_dir / "metrics.csv").is_file():
