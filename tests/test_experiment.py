@@ -38,3 +38,31 @@ def test_train_cli_runs_resumes_and_refuses_another_config(tsekit_cli, tmp_path:
     assert changed.exit_code == 1 and "holds a run with another config" in changed.stderr
     bad = tsekit_cli(["train", "--max-time", "soon", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 1 and "expected a duration like 90s" in bad.stderr
+
+
+def test_init_from_and_exclude_speakers(tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    import tsekit
+
+    small = {"model": {"preset": "tiny", "fusion": "film"}, "data": {"val_size": 2, "val_speakers": 4},
+             "train": {"batch_size": 2, "max_steps": 2, "val_every": 2, "checkpoint_every": 2,
+                       "optim": {"warmup_steps": 1}}}
+    first = load_config(None, small)
+    tsekit.train(first, tmp_path / "a")
+    weights = load_file(str(tmp_path / "a" / "last" / "model.safetensors"))
+    # a zero-step run that starts from those weights ends with them
+    second = load_config(None, {**small, "train": {**small["train"], "max_steps": 1, "init_from": str(tmp_path / "a" / "last"),
+                                                   "optim": {"warmup_steps": 1, "lr": 1e-12}}})
+    tsekit.train(second, tmp_path / "b")
+    after = load_file(str(tmp_path / "b" / "last" / "model.safetensors"))
+    key = next(k for k in weights if k.startswith("fusions"))
+    assert torch.allclose(after[key], weights[key], atol=1e-6)
+    excluded = json.loads((tmp_path / "a" / "config.json").read_text())["val_speakers"]
+    third = load_config(None, {**small, "data": {**small["data"], "exclude_speakers": excluded}})
+    tsekit.train(third, tmp_path / "c")
+    meta = json.loads((tmp_path / "c" / "config.json").read_text())
+    assert not set(meta["val_speakers"]) & set(excluded) and meta["train_speakers"] == 40 - 4 - 4
+    with pytest.raises(tsekit.TsekitError, match=r"model\.safetensors"):
+        tsekit.train(load_config(None, {**small, "train": {**small["train"], "init_from": str(tmp_path)}}), tmp_path / "d")

@@ -45,6 +45,7 @@ DEFAULTS: dict[str, Any] = {
         "checkpoint_every": 100,
         "log_every": 10,
         "early_stop_patience": 0,
+        "init_from": None,  # a saved model folder (model.safetensors) to start from: fine-tuning / warm start
         "amp": True,
         "optim": {"lr": 1e-3, "weight_decay": 1e-2, "warmup_steps": 200, "min_lr_ratio": 0.05,
                   "grad_clip": 5.0, "grad_accum": 1},
@@ -123,12 +124,25 @@ def _loop_config(train: Mapping[str, Any], seed: int) -> Any:
     from tsekit.config import make_config
     from tsekit.trainer import LoopConfig, OptimConfig
 
-    fields = {k: v for k, v in train.items() if k != "optim"}
+    fields = {k: v for k, v in train.items() if k not in ("optim", "init_from")}
     optim = make_config(OptimConfig, train.get("optim", {}), where="train.optim")
     loop = make_config(LoopConfig, {**fields, "seed": seed}, where="train")
     import dataclasses
 
     return dataclasses.replace(loop, optim=optim)
+
+
+def _init_weights(model: Any, folder: Path) -> None:
+    """Start from a saved model's weights (a resumed run then loads its own checkpoint over them)."""
+    from safetensors.torch import load_file
+
+    path = folder / "model.safetensors" if folder.is_dir() else folder
+    if not path.is_file():
+        raise TsekitError(f"{folder}: train.init_from needs a model folder with model.safetensors")
+    try:
+        model.load_state_dict(load_file(str(path)))
+    except RuntimeError as exc:
+        raise TsekitError(f"{path}: does not fit this model ({' '.join(str(exc).split())[:200]})") from None
 
 
 def train(
@@ -166,6 +180,8 @@ def train(
     model = build(m["encoder"], m["fusion"], m["backbone"], m["adapt_layers"], preset=m["preset"],
                   encoder_options=m["encoder_options"], fusion_options=m["fusion_options"],
                   backbone_options=m["backbone_options"], registry=reg)
+    if config["train"].get("init_from"):
+        _init_weights(model, Path(config["train"]["init_from"]))
     loss = parse_loss(config["loss"], registry=reg)
     sim_cfg = make_config(SimulationConfig, {**data["simulation"], "sample_rate": model.sample_rate},
                           where="data.simulation")
