@@ -221,6 +221,12 @@ def model_card(card: dict[str, Any], curve_link: str | None) -> str:
         f"- {_hours(t['time_s'])} wall time, {_hours(t['cpu_s'])} process CPU time on {t['hardware']}",
         (f"- loss `{card['config'].get('loss')}`, seed {card['config'].get('seed')}, "
         f"learning rate {card['config']['train'].get('optim', {}).get('lr')}"),
+    ]
+    init_from = card["config"]["train"].get("init_from")
+    if init_from:
+        lines.append(f"- warm start: began from the weights in `{init_from}` (the selected candidate); the steps, "
+                     "times and curve above and below count this run only")
+    lines += [
         "",
         "## Learning curve",
         "",
