@@ -230,3 +230,24 @@ def test_check_disjoint_catches_overlap(bench_script: Any, tmp_path: Path) -> No
     path.write_text(header + "m0,a,b,u.flac,0,100,u.flac,99,200\n")
     with pytest.raises(TsekitError, match="1 enrollments overlap"):
         bench_script.check_disjoint(path)
+
+
+def test_the_shipped_default_model_extracts_offline(tmp_path: Path) -> None:
+    """The weights in the repository: small enough, held-out test speakers recorded, and they run."""
+    from tsekit.data import DEMO_CORPUS
+    from tsekit.inference import DEFAULT_MODEL
+
+    weights = DEFAULT_MODEL / "model.safetensors"
+    assert weights.is_file() and weights.stat().st_size <= 30_000_000
+    card = json.loads((DEFAULT_MODEL / "card.json").read_text())
+    assert len(card["data"]["test_speakers"]) >= 20
+    assert not set(card["data"]["test_speakers"]) & set(card["data"]["val_speakers"])
+    extractor = tsekit.load_model()
+    assert extractor.sample_rate == 16000
+    wavs = sorted(DEMO_CORPUS.rglob("*.flac"))
+    a, sr = sf.read(wavs[0], dtype="float32")
+    b, _ = sf.read(wavs[-1], dtype="float32")
+    mixture = torch.from_numpy(a[: 3 * sr] + b[: 3 * sr])
+    emb = extractor.enroll(torch.from_numpy(a[4 * sr : 7 * sr]), sample_rate=sr)
+    est, out_sr = extractor.extract(mixture, emb, sample_rate=sr)
+    assert out_sr == sr and est.shape == mixture.shape and torch.isfinite(est).all()
