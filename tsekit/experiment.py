@@ -33,6 +33,7 @@ DEFAULTS: dict[str, Any] = {
         "corpus": None,  # the bundled demo corpus
         "val_speakers": 8,
         "exclude_speakers": [],  # e.g. an evaluation list's speakers
+        "mix_seed": None,  # seed of the training mixtures (default: seed); a new stream for a continued run
         "val_size": 32,
         "simulation": {"segment_seconds": 3.0, "enrollment_seconds": 3.0, "enrollment_grid_seconds": 0.5},
     },
@@ -194,7 +195,8 @@ def train(
 
     per_step = loop.batch_size * loop.optim.grad_accum * int(os.environ.get("WORLD_SIZE", "1"))
     horizon = (loop.max_steps or 10_000_000) * per_step
-    train_set = MixtureSimulator(train_corpus, sim_cfg, seed=int(config["seed"]), length=horizon)
+    mix_seed = int(config["seed"]) if data.get("mix_seed") is None else int(data["mix_seed"])
+    train_set = MixtureSimulator(train_corpus, sim_cfg, seed=mix_seed, length=horizon)
     val_set = MixtureSimulator(val_corpus, sim_cfg, seed=int(config["seed"]) + 10_007, length=int(data["val_size"]))
     val_batches = [collate([val_set[j] for j in range(i, min(i + loop.batch_size, len(val_set)))])
                    for i in range(0, len(val_set), loop.batch_size)]
