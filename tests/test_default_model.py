@@ -151,6 +151,56 @@ def test_export_writes_model_card_and_curve(run_dir: Path, export_script: Any, t
     assert tsekit.load_model(dest).sample_rate == 8000  # the exported folder is a loadable model
 
 
+def test_export_chains_the_stages_of_a_warm_started_run(run_dir: Path, export_script: Any, tmp_path: Path,
+                                                       test_speakers: list[str]) -> None:
+    """A run that starts from an exported model's weights exports a card covering both stages."""
+    from tsekit.experiment import load_config
+
+    first = tmp_path / "default"
+    export_script.export(run_dir, dest=first, curve_png=None)
+    config = load_config(None, {
+        "model": {"preset": "tiny"},
+        "data": {"val_size": 2, "val_speakers": 4, "exclude_speakers": test_speakers, "mix_seed": 1,
+                 "simulation": {"segment_seconds": 1.0, "enrollment_seconds": 1.0}},
+        "train": {"batch_size": 2, "max_steps": 3, "val_every": 1, "checkpoint_every": 3, "log_every": 1,
+                  "init_from": str(first), "optim": {"warmup_steps": 1}},
+    })
+    second_run = tmp_path / "run2"
+    tsekit.train(config, second_run)
+    png = tmp_path / "curve.png"
+    card = export_script.export(second_run, which="last", dest=first, curve_png=png)  # replaces its own init
+    stage = card["lineage"]
+    assert len(stage) == 1 and stage[0]["steps"] == 2 and stage[0]["run"] == str(run_dir.resolve())
+    assert card["train"]["total_steps_at_step"] == 5
+    assert card["train"]["total_cpu_s_at_step"] > card["train"]["cpu_s_at_step"] > 0
+    curve = card["cumulative_curve"]
+    assert [(c["stage"], c["step"]) for c in curve] == [(0, 1), (0, 2), (1, 3), (1, 4), (1, 5)]
+    assert curve[2]["cpu_s"] > curve[1]["cpu_s"] and png.read_bytes()[:4] == b"\x89PNG"
+    text = (first / "MODEL_CARD.md").read_text()
+    assert "2 stages" in text and "| 2 | 3 |" in text and str(first) in text
+    again = export_script.export(second_run, which="last", dest=first, curve_png=None)  # re-export: same stages
+    assert again["lineage"] == card["lineage"] and again["train"]["total_steps_at_step"] == 5
+
+
+def test_carry_saves_and_restores_a_resumable_run(run_dir: Path, tmp_path: Path, test_speakers: list[str]) -> None:
+    from tsekit.experiment import load_config
+
+    carry = load_script("carry")
+    carried, restored = tmp_path / "carried", tmp_path / "restored"
+    assert "at step 2" in carry.save(run_dir, carried)
+    assert {p.name for p in carried.iterdir()} >= {"config.json", "metrics.jsonl", "checkpoints", "best"}
+    assert [p.name for p in (carried / "checkpoints").iterdir() if p.name.startswith("step-")] == ["step-00000002"]
+    assert "restored at step 2" in carry.restore(restored, carried)
+    assert "left as it is" in carry.restore(restored, carried)
+    meta = json.loads((run_dir / "config.json").read_text())
+    rows = (restored / "metrics.jsonl").read_text().splitlines()
+    result = tsekit.train(load_config(None, meta["config"]), restored)
+    assert result["steps"] == 2  # the restored run is complete: resuming trains nothing (from scratch would log more)
+    assert (restored / "metrics.jsonl").read_text().splitlines() == rows
+    assert "left as it is" in carry.restore(restored, carried)  # never replaces a run further along
+    assert carry.main(["restore", str(tmp_path / "x"), "--carried", str(tmp_path / "none")]) == 1
+
+
 def test_export_refuses_weights_over_the_limit(run_dir: Path, export_script: Any, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(export_script, "MAX_WEIGHTS_BYTES", 1000)

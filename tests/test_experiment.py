@@ -66,3 +66,22 @@ def test_init_from_and_exclude_speakers(tmp_path: Path) -> None:
     assert not set(meta["val_speakers"]) & set(excluded) and meta["train_speakers"] == 40 - 4 - 4
     with pytest.raises(tsekit.TsekitError, match=r"model\.safetensors"):
         tsekit.train(load_config(None, {**small, "train": {**small["train"], "init_from": str(tmp_path)}}), tmp_path / "d")
+
+
+def test_mix_seed_changes_training_mixtures_only() -> None:
+    import torch
+
+    from tsekit.experiment import datasets
+
+    base = {"data": {"val_size": 3, "val_speakers": 4, "exclude_speakers": ["163", "200"],
+                     "simulation": {"segment_seconds": 1.0, "enrollment_seconds": 1.0}}}
+    same = load_config(None, base)
+    other = load_config(None, {"data": {**base["data"], "mix_seed": 7}})
+    assert same["data"]["mix_seed"] is None
+    (train_a, val_a), (train_b, val_b) = datasets(same, 8000, 6), datasets(other, 8000, 6)
+    assert train_a.corpus.speakers == train_b.corpus.speakers and val_a.corpus.speakers == val_b.corpus.speakers
+    assert not {"163", "200"} & set(train_a.corpus.speakers + val_a.corpus.speakers)
+    assert all(torch.equal(val_a[i]["mixture"], val_b[i]["mixture"]) for i in range(3))
+    assert not any(torch.equal(train_a[i]["mixture"], train_b[i]["mixture"]) for i in range(6))
+    again, _ = datasets(other, 8000, 6)
+    assert all(torch.equal(again[i]["mixture"], train_b[i]["mixture"]) for i in range(6))

@@ -146,6 +146,28 @@ def _init_weights(model: Any, folder: Path) -> None:
         raise TsekitError(f"{path}: does not fit this model ({' '.join(str(exc).split())[:200]})") from None
 
 
+
+def datasets(config: Mapping[str, Any], sample_rate: int, horizon: int) -> tuple[Any, Any]:
+    """The training and validation simulators of a resolved config: speaker-disjoint, the test speakers
+    (``data.exclude_speakers``) in neither; ``data.mix_seed`` changes the training mixtures only."""
+    from tsekit.config import make_config
+    from tsekit.corpus import load_corpus
+    from tsekit.data import DEMO_CORPUS
+    from tsekit.simulate import MixtureSimulator, SimulationConfig
+
+    data, seed = config["data"], int(config["seed"])
+    sim_cfg = make_config(SimulationConfig, {**data["simulation"], "sample_rate": sample_rate}, where="data.simulation")
+    corpus = load_corpus(data["corpus"] or DEMO_CORPUS / "manifest.csv")
+    excluded = {str(s) for s in data.get("exclude_speakers") or []}
+    if excluded:
+        corpus = corpus.subset(s for s in corpus.speakers if s not in excluded)
+    train_corpus, val_corpus = corpus.split(int(data["val_speakers"]), seed=seed)
+    mix_seed = seed if data.get("mix_seed") is None else int(data["mix_seed"])
+    train_set = MixtureSimulator(train_corpus, sim_cfg, seed=mix_seed, length=horizon)
+    val_set = MixtureSimulator(val_corpus, sim_cfg, seed=seed + 10_007, length=int(data["val_size"]))
+    return train_set, val_set
+
+
 def train(
     config: Mapping[str, Any],
     out_dir: str | Path,
@@ -158,18 +180,14 @@ def train(
     """Build the model, simulate data from the corpus (speaker-disjoint validation) and train; resumes.
 
     ``time_left`` caps this invocation's wall time without changing the config (a resumed time budget)."""
-    from tsekit.config import make_config
-    from tsekit.corpus import load_corpus
-    from tsekit.data import DEMO_CORPUS
     from tsekit.losses import parse_loss
     from tsekit.model import build
     from tsekit.registry import get_registry
-    from tsekit.simulate import MixtureSimulator, SimulationConfig
     from tsekit.trainer import collate, config_hash, fit
 
     reg = registry or get_registry()
     out = Path(out_dir)
-    m, data = config["model"], config["data"]
+    m = config["model"]
     loop = _loop_config(config["train"], int(config["seed"]))
     if time_left is not None:
         import dataclasses
@@ -184,20 +202,11 @@ def train(
     if config["train"].get("init_from"):
         _init_weights(model, Path(config["train"]["init_from"]))
     loss = parse_loss(config["loss"], registry=reg)
-    sim_cfg = make_config(SimulationConfig, {**data["simulation"], "sample_rate": model.sample_rate},
-                          where="data.simulation")
-    corpus = load_corpus(data["corpus"] or DEMO_CORPUS / "manifest.csv")
-    excluded = {str(s) for s in data.get("exclude_speakers") or []}
-    if excluded:
-        corpus = corpus.subset(s for s in corpus.speakers if s not in excluded)
-    train_corpus, val_corpus = corpus.split(int(data["val_speakers"]), seed=int(config["seed"]))
     import os
 
     per_step = loop.batch_size * loop.optim.grad_accum * int(os.environ.get("WORLD_SIZE", "1"))
-    horizon = (loop.max_steps or 10_000_000) * per_step
-    mix_seed = int(config["seed"]) if data.get("mix_seed") is None else int(data["mix_seed"])
-    train_set = MixtureSimulator(train_corpus, sim_cfg, seed=mix_seed, length=horizon)
-    val_set = MixtureSimulator(val_corpus, sim_cfg, seed=int(config["seed"]) + 10_007, length=int(data["val_size"]))
+    train_set, val_set = datasets(config, model.sample_rate, (loop.max_steps or 10_000_000) * per_step)
+    train_corpus, val_corpus = train_set.corpus, val_set.corpus
     val_batches = [collate([val_set[j] for j in range(i, min(i + loop.batch_size, len(val_set)))])
                    for i in range(0, len(val_set), loop.batch_size)]
     resolved = json.loads(json.dumps(config, default=str))

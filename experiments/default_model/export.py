@@ -55,6 +55,49 @@ def resolved_simulation(simulation: dict[str, Any], sample_rate: int | None) -> 
     return make_config(SimulationConfig, {**simulation, **extra}, where="data.simulation").to_dict()
 
 
+def stage_of(card: dict[str, Any]) -> dict[str, Any]:
+    """One training stage as a later card records it: the run up to the step that was exported."""
+    step = int(card["step"])
+    return {
+        "run": card.get("source_run"), "config_hash": card.get("config_hash"), "git_sha": card.get("git_sha"),
+        "init_from": (card.get("config", {}).get("train") or {}).get("init_from"),
+        "steps": step, "cpu_s": card["train"].get("cpu_s_at_step"), "time_s": card["train"].get("time_s_at_step"),
+        "hardware": card["train"].get("hardware"),
+        "val_curve": [c for c in card.get("val_curve", []) if c["step"] <= step],
+    }
+
+
+def earlier_stages(init_from: str | None, run: Path) -> list[dict[str, Any]]:
+    """The stages before a run that warm-started from a model with a ``card.json`` (e.g. the shipped default)."""
+    if not init_from:
+        return []
+    folder = Path(init_from)
+    if not folder.is_absolute() and not folder.exists():
+        folder = REPO / folder
+    if not (folder / "card.json").is_file():
+        return []
+    previous = json.loads((folder / "card.json").read_text(encoding="utf-8"))
+    lineage = list(previous.get("lineage", []))
+    if previous.get("source_run") and Path(previous["source_run"]).resolve() == run.resolve():
+        return lineage  # re-exporting the same run: the card already describes it
+    return [*lineage, stage_of(previous)]
+
+
+def cumulative_curve(stages: list[dict[str, Any]], curve: list[dict[str, float]]) -> list[dict[str, float]]:
+    """Validation points of every stage and this run, with steps and CPU/wall times counted from the first stage."""
+    out: list[dict[str, float]] = []
+    step0 = cpu0 = time0 = 0.0
+    for index, stage in enumerate([*stages, {"val_curve": curve}]):
+        for c in stage["val_curve"]:
+            out.append({"stage": index, "step": int(step0 + c["step"]), "cpu_s": cpu0 + c["cpu_s"],
+                        "time_s": time0 + c["time_s"], "si_sdri": c["si_sdri"]})
+        if index < len(stages):
+            step0 += stage["steps"]
+            cpu0 += float(stage.get("cpu_s") or 0.0)
+            time0 += float(stage.get("time_s") or 0.0)
+    return out
+
+
 def build_card(run_dir: str | Path, which: str = "best", *, bench: dict[str, Any] | None = None,
                hardware: str = "2-core CPU, no GPU") -> dict[str, Any]:
     """Everything the model card states, from the run folder (and a benchmark's ``bench.json``)."""
@@ -78,6 +121,9 @@ def build_card(run_dir: str | Path, which: str = "best", *, bench: dict[str, Any
     val = spec.get("val") or {}
     test_speakers = [str(s) for s in config.get("data", {}).get("exclude_speakers") or []]
     model = spec["model"]
+    lineage = earlier_stages(config["train"].get("init_from"), run)
+    cpu_at = at_step["cpu_s"] if at_step else math.nan
+    time_at = at_step["time_s"] if at_step else math.nan
     return {
         "source_run": str(run.resolve()),
         "which": which,
@@ -99,8 +145,11 @@ def build_card(run_dir: str | Path, which: str = "best", *, bench: dict[str, Any
             "stop_reason": result.get("stop_reason"),
             "time_s": float(result.get("train_time_s", last_row.get("time_s", math.nan))),
             "cpu_s": float(result.get("train_cpu_s", last_row.get("cpu_s", math.nan))),
-            "time_s_at_step": at_step["time_s"] if at_step else math.nan,
-            "cpu_s_at_step": at_step["cpu_s"] if at_step else math.nan,
+            "time_s_at_step": time_at,
+            "cpu_s_at_step": cpu_at,
+            "total_steps_at_step": step + sum(int(s["steps"]) for s in lineage),
+            "total_cpu_s_at_step": cpu_at + sum(float(s.get("cpu_s") or 0.0) for s in lineage),
+            "total_time_s_at_step": time_at + sum(float(s.get("time_s") or 0.0) for s in lineage),
             "budget": {k: config["train"].get(k) for k in ("max_steps", "max_time", "max_cpu_time")},
             "batch_size": config["train"].get("batch_size"),
             "hardware": hardware,
@@ -120,6 +169,8 @@ def build_card(run_dir: str | Path, which: str = "best", *, bench: dict[str, Any
                        "si_sdr": val.get("si_sdr", math.nan), "n": val.get("n", config["data"].get("val_size")),
                        "best_si_sdri": max((c["si_sdri"] for c in curve), default=math.nan)},
         "val_curve": curve,
+        "lineage": lineage,
+        "cumulative_curve": cumulative_curve(lineage, [c for c in curve if c["step"] <= step]),
         "benchmark": bench,
     }
 
@@ -143,7 +194,7 @@ def copy_model(src: Path, dest: Path) -> None:
 
 
 def plot_curve(curve: list[dict[str, float]], path: Path) -> None:
-    """Validation SI-SDRi against training CPU hours (left) and against step (right)."""
+    """Validation SI-SDRi against training CPU hours (left) and against step (right), one colour per stage."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -152,12 +203,18 @@ def plot_curve(curve: list[dict[str, float]], path: Path) -> None:
     from tsekit.io import atomic_open
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
-    sdri = [c["si_sdri"] for c in curve]
-    left.plot([c["cpu_s"] / 3600 for c in curve], sdri, marker="o")
-    left.set_xlabel("training CPU time (h)")
+    stages = sorted({int(c.get("stage", 0)) for c in curve})
+    for stage in stages:
+        points = [c for c in curve if int(c.get("stage", 0)) == stage]
+        sdri = [c["si_sdri"] for c in points]
+        label = f"stage {stage + 1}" if len(stages) > 1 else None
+        left.plot([c["cpu_s"] / 3600 for c in points], sdri, marker="o", label=label)
+        right.plot([c["step"] for c in points], sdri, marker="o", label=label)
+    left.set_xlabel("training CPU time (h, all stages)")
     left.set_ylabel("validation SI-SDRi (dB)")
-    right.plot([c["step"] for c in curve], sdri, marker="o")
-    right.set_xlabel("training step")
+    right.set_xlabel("training step (all stages)")
+    if len(stages) > 1:
+        right.legend(loc="lower right")
     for ax in (left, right):
         ax.grid(alpha=0.3)
     fig.suptitle("default model: validation SI-SDRi (held-out validation speakers)")
@@ -223,9 +280,25 @@ def model_card(card: dict[str, Any], curve_link: str | None) -> str:
         f"learning rate {card['config']['train'].get('optim', {}).get('lr')}"),
     ]
     init_from = card["config"]["train"].get("init_from")
+    lineage = card.get("lineage", [])
     if init_from:
-        lines.append(f"- warm start: began from the weights in `{init_from}` (the selected candidate); the steps, "
-                     "times and curve above and below count this run only")
+        lines.append(f"- warm start: began from the weights in `{init_from}`; the figures above count this run only")
+    if lineage:
+        stages = [*lineage, {"run": card["source_run"], "steps": card["step"], "cpu_s": t["cpu_s_at_step"],
+                             "time_s": t["time_s_at_step"], "hardware": t["hardware"], "init_from": init_from,
+                             "config_hash": card["config_hash"]}]
+        lines += [
+            (f"- in all, {len(stages)} stages, each starting from the weights the one before exported: "
+            f"{t['total_steps_at_step']} steps, {_hours(t['total_cpu_s_at_step'])} process CPU time, "
+            f"{_hours(t['total_time_s_at_step'])} wall time up to the exported step"),
+            "",
+            "| stage | steps | CPU time | wall time | hardware | started from | config hash |",
+            "|---:|---:|---:|---:|---|---|---|",
+        ]
+        lines += [f"| {i + 1} | {s['steps']} | {_hours(s.get('cpu_s'))} | {_hours(s.get('time_s'))} | "
+                  f"{s.get('hardware') or 'n/a'} | `{s.get('init_from') or 'random init'}` | `{s.get('config_hash')}` |"
+                  for i, s in enumerate(stages)]
+    curve = card.get("cumulative_curve") or card["val_curve"]
     lines += [
         "",
         "## Learning curve",
@@ -233,9 +306,9 @@ def model_card(card: dict[str, Any], curve_link: str | None) -> str:
     ]
     if curve_link:
         lines += [f"![validation SI-SDRi against training CPU time and step]({curve_link})", ""]
-    lines += ["| step | CPU time (h) | wall time (h) | validation SI-SDRi (dB) |", "|---:|---:|---:|---:|"]
-    lines += [f"| {c['step']} | {_num(c['cpu_s'] / 3600)} | {_num(c['time_s'] / 3600)} | {_num(c['si_sdri'])} |"
-              for c in card["val_curve"]]
+    lines += ["| stage | step | CPU time (h) | wall time (h) | validation SI-SDRi (dB) |", "|---:|---:|---:|---:|---:|"]
+    lines += [f"| {int(c.get('stage', 0)) + 1} | {c['step']} | {_num(c['cpu_s'] / 3600)} | {_num(c['time_s'] / 3600)} "
+              f"| {_num(c['si_sdri'])} |" for c in curve]
     lines += [
         "",
         "## Validation",
@@ -299,7 +372,7 @@ def export(run_dir: str | Path, *, which: str = "best", bench_path: str | Path |
     copy_model(Path(run_dir) / which, dest)
     link = None
     if curve_png is not None and card["val_curve"]:
-        plot_curve(card["val_curve"], Path(curve_png))
+        plot_curve(card["cumulative_curve"] or card["val_curve"], Path(curve_png))
         link = os.path.relpath(Path(curve_png).resolve(), dest.resolve())
     card["curve_png"] = str(curve_png) if link else None
     with atomic_open(dest / "card.json", "w", encoding="utf-8") as fh:
