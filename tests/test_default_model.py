@@ -178,6 +178,10 @@ def test_export_chains_the_stages_of_a_warm_started_run(run_dir: Path, export_sc
     assert curve[2]["cpu_s"] > curve[1]["cpu_s"] and png.read_bytes()[:4] == b"\x89PNG"
     text = (first / "MODEL_CARD.md").read_text()
     assert "2 stages" in text and "| 2 | 3 |" in text and str(first) in text
+    latest = export_script.build_card(second_run, "latest")  # the latest checkpoint, as of a killed run
+    assert latest["step"] == 3 and latest["train"]["cpu_s_at_step"] > 0
+    with pytest.raises(TsekitError, match="best, last or latest"):
+        export_script.build_card(second_run, "newest")
     again = export_script.export(second_run, which="last", dest=first, curve_png=None)  # re-export: same stages
     assert again["lineage"] == card["lineage"] and again["train"]["total_steps_at_step"] == 5
 

@@ -1,7 +1,7 @@
 """Export a trained run as tsekit's shipped default model: the weights, ``card.json``, ``MODEL_CARD.md`` and
 the learning-curve figure.
 
-Run: python experiments/default_model/export.py RUN_DIR [--which best|last] [--bench runs/bench_default/bench.json]
+Run: python experiments/default_model/export.py RUN_DIR [--which best|last|latest] [--bench runs/bench_default/bench.json]
      [--dest tsekit/models/default] [--hardware "2-core CPU, no GPU"]
 
 The model folder (``model.json`` + ``model.safetensors``) is copied as it is; a weights file over
@@ -55,6 +55,21 @@ def resolved_simulation(simulation: dict[str, Any], sample_rate: int | None) -> 
     return make_config(SimulationConfig, {**simulation, **extra}, where="data.simulation").to_dict()
 
 
+def model_folder(run: Path, which: str) -> Path:
+    """``best/``, ``last/`` or (``latest``) the latest checkpoint of a run that is still going or was stopped."""
+    from tsekit.errors import TsekitError
+    from tsekit.trainer import latest_checkpoint
+
+    if which == "latest":
+        path = latest_checkpoint(run)
+        if path is None:
+            raise TsekitError(f"{run}: no checkpoint")
+        return path
+    if which not in ("best", "last"):
+        raise TsekitError(f"--which must be best, last or latest, got {which!r}")
+    return run / which
+
+
 def stage_of(card: dict[str, Any]) -> dict[str, Any]:
     """One training stage as a later card records it: the run up to the step that was exported."""
     step = int(card["step"])
@@ -105,12 +120,14 @@ def build_card(run_dir: str | Path, which: str = "best", *, bench: dict[str, Any
     from tsekit.errors import TsekitError
 
     run = Path(run_dir)
-    if which not in ("best", "last"):
-        raise TsekitError(f"--which must be best or last, got {which!r}")
     if not (run / "config.json").is_file():
         raise TsekitError(f"{run}: not a tsekit run folder (no config.json)")
     meta = json.loads((run / "config.json").read_text(encoding="utf-8"))
-    spec = read_spec(run / which)
+    spec = read_spec(model_folder(run, which))
+    state: dict[str, Any] = {}
+    if which == "latest":  # a checkpoint's model.json has no step; its state.json has, with the times
+        state = json.loads((model_folder(run, which) / "state.json").read_text(encoding="utf-8"))
+        spec["step"] = state["step"]
     result = json.loads((run / "result.json").read_text(encoding="utf-8")) if (run / "result.json").is_file() else {}
     rows = read_jsonl(run / "metrics.jsonl")
     curve = validation_curve(rows)
@@ -122,8 +139,8 @@ def build_card(run_dir: str | Path, which: str = "best", *, bench: dict[str, Any
     test_speakers = [str(s) for s in config.get("data", {}).get("exclude_speakers") or []]
     model = spec["model"]
     lineage = earlier_stages(config["train"].get("init_from"), run)
-    cpu_at = at_step["cpu_s"] if at_step else math.nan
-    time_at = at_step["time_s"] if at_step else math.nan
+    cpu_at = at_step["cpu_s"] if at_step else float(state.get("cpu_s", math.nan))
+    time_at = at_step["time_s"] if at_step else float(state.get("elapsed_s", math.nan))
     return {
         "source_run": str(run.resolve()),
         "which": which,
@@ -369,7 +386,7 @@ def export(run_dir: str | Path, *, which: str = "best", bench_path: str | Path |
     bench = json.loads(Path(bench_path).read_text(encoding="utf-8")) if bench_path else None
     card = build_card(run_dir, which, bench=bench, hardware=hardware)
     dest = Path(dest)
-    copy_model(Path(run_dir) / which, dest)
+    copy_model(model_folder(Path(run_dir), which), dest)
     link = None
     if curve_png is not None and card["val_curve"]:
         plot_curve(card["cumulative_curve"] or card["val_curve"], Path(curve_png))
@@ -387,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir")
-    parser.add_argument("--which", choices=("best", "last"), default="best")
+    parser.add_argument("--which", choices=("best", "last", "latest"), default="best")
     parser.add_argument("--bench", default=None, help="bench.json from benchmark.py")
     parser.add_argument("--dest", default=str(DEFAULT_DEST))
     parser.add_argument("--hardware", default="2-core CPU, no GPU")
