@@ -34,6 +34,9 @@ def test_train_cli_runs_resumes_and_refuses_another_config(tsekit_cli, tmp_path:
     assert meta["config"]["model"]["fusion"] == "film" and meta["config"]["train"]["max_steps"] == 2
     assert len(meta["val_speakers"]) == 4 and meta["plugins"]["backbone:speakerbeam"].startswith("speakerbeam tsekit")
     assert (out / "best" / "model.safetensors").is_file() and (out / "last" / "model.json").is_file()
+    again = tsekit_cli([*args, "--max-steps", "2", "--max-time", "1h"])  # a wall-time cap is not part of the config
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["steps"] == 2 and json.loads((out / "config.json").read_text()) == meta
     changed = tsekit_cli([*args, "--max-steps", "2", "train.optim.lr=0.5"])
     assert changed.exit_code == 1 and "holds a run with another config" in changed.stderr
     bad = tsekit_cli(["train", "--max-time", "soon", "--out", str(tmp_path / "x")])

@@ -57,8 +57,7 @@ def install(app: typer.Typer, state: State) -> None:
                 flags["data"]["corpus"] = corpus
             if max_steps is not None:
                 flags["train"]["max_steps"] = max_steps
-            if max_time is not None:
-                flags["train"]["max_time"] = parse_duration(max_time)
+            time_left = parse_duration(max_time) if max_time is not None else None  # not part of the config
             items = list(overrides or [])
             if experiment is not None and "=" in experiment and not Path(experiment).is_file():
                 items.insert(0, experiment)  # no file given: every argument is an override
@@ -68,7 +67,7 @@ def install(app: typer.Typer, state: State) -> None:
             for section, values in flags.items():
                 extra.setdefault(section, {}).update(values)
             config = load_config(experiment, extra)
-            result = _run(state, config, out, device)
+            result = _run(state, config, out, device, time_left)
         if os.environ.get("RANK", "0") != "0":
             return  # under torchrun, rank 0 reports
         if as_json:
@@ -79,7 +78,7 @@ def install(app: typer.Typer, state: State) -> None:
                        f"best validation SI-SDRi {best:.2f} dB" if best is not None else f"{out}: {result['steps']} steps")
 
 
-def _run(state: State, config: dict[str, Any], out: str, device: str) -> dict[str, Any]:
+def _run(state: State, config: dict[str, Any], out: str, device: str, time_left: float | None = None) -> dict[str, Any]:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -102,4 +101,4 @@ def _run(state: State, config: dict[str, Any], out: str, device: str) -> dict[st
             else:
                 last["val"] = row["si_sdri"]
 
-        return train(config, out, registry=state.registry(), on_progress=progress, device=device)
+        return train(config, out, registry=state.registry(), on_progress=progress, device=device, time_left=time_left)
