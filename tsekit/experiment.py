@@ -146,7 +146,6 @@ def _init_weights(model: Any, folder: Path) -> None:
         raise TsekitError(f"{path}: does not fit this model ({' '.join(str(exc).split())[:200]})") from None
 
 
-
 def datasets(config: Mapping[str, Any], sample_rate: int, horizon: int) -> tuple[Any, Any]:
     """The training and validation simulators of a resolved config: speaker-disjoint, the test speakers
     (``data.exclude_speakers``) in neither; ``data.mix_seed`` changes the training mixtures only."""

@@ -123,10 +123,11 @@ def build_card(run_dir: str | Path, which: str = "best", *, bench: dict[str, Any
     if not (run / "config.json").is_file():
         raise TsekitError(f"{run}: not a tsekit run folder (no config.json)")
     meta = json.loads((run / "config.json").read_text(encoding="utf-8"))
-    spec = read_spec(model_folder(run, which))
+    folder = model_folder(run, which)
+    spec = read_spec(folder)
     state: dict[str, Any] = {}
     if which == "latest":  # a checkpoint's model.json has no step; its state.json has, with the times
-        state = json.loads((model_folder(run, which) / "state.json").read_text(encoding="utf-8"))
+        state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
         spec["step"] = state["step"]
     result = json.loads((run / "result.json").read_text(encoding="utf-8")) if (run / "result.json").is_file() else {}
     rows = read_jsonl(run / "metrics.jsonl")
