@@ -23,6 +23,7 @@ REFERENCE = {
     "spexplus": "11.14 M (paper, incl. speaker encoder)",
     "spectron": "8.55 M (official separator)",
     "bsrnn": "21.4-21.7 M (WeSep separator)",
+    "sepselect": "5.1 M (Conv-TasNet paper)",
     "dvector": "1.42 M (resemblyzer GE2E)",
     "ecapa": "20.8 M (speechbrain VoxCeleb)",
     "xvector": "4.2 M (speechbrain VoxCeleb)",

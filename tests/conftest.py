@@ -50,3 +50,46 @@ def fake_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., 
         return root
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved, untrained tiny model (TD-SpeakerBeam at 8 kHz, frozen d-vector, FiLM)."""
+    import torch
+
+    import tsekit
+    from tsekit.checkpoint import save_model
+
+    torch.manual_seed(0)
+    return save_model(tsekit.build("dvector", "film", "speakerbeam", preset="tiny"), tmp_path_factory.mktemp("tiny") / "best")
+
+
+@pytest.fixture
+def make_eval_list(tmp_path: Path) -> Callable[..., Path]:
+    """Write ``list/mixtures.csv``: one 2 s mixture of two bundled speakers per id, enrollment and target;
+    ids in ``silent`` get a silent enrollment, ids in ``missing`` no mixture file."""
+
+    def make(ids: list[str], *, silent: tuple[str, ...] = (), missing: tuple[str, ...] = ()) -> Path:
+        import numpy as np
+        import soundfile as sf
+
+        from tsekit.audio import read_audio
+        from tsekit.data import demo_corpus
+
+        root = tmp_path / "list"
+        root.mkdir(exist_ok=True)
+        utts, n = demo_corpus(), 32000
+        lines = ["mixture_id,mixture_path,enrollment_path,target_path"]
+        for i, mid in enumerate(ids):
+            a, _ = read_audio(utts[2 * i].path, 16000)
+            b, _ = read_audio(utts[2 * i + 1].path, 16000)
+            ref = np.zeros(n, dtype=np.float32) if mid in silent else a[n : 2 * n].numpy()
+            if mid not in missing:
+                sf.write(root / f"mix{i}.wav", (a[:n] + b[:n]).numpy(), 16000, subtype="FLOAT")
+            sf.write(root / f"ref{i}.wav", ref, 16000, subtype="FLOAT")
+            sf.write(root / f"tgt{i}.wav", a[:n].numpy(), 16000, subtype="FLOAT")
+            lines.append(f'"{mid}",mix{i}.wav,ref{i}.wav,tgt{i}.wav')
+        (root / "mixtures.csv").write_text("\n".join(lines) + "\n")
+        return root / "mixtures.csv"
+
+    return make

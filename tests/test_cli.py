@@ -91,7 +91,15 @@ def test_broken_plugin_does_not_take_the_cli_down(tsekit_cli, fake_dist) -> None
 
 
 @pytest.mark.parametrize(
-    "args", [["--help"], ["plugins", "list", "--json"], ["components", "list"], ["components", "show", "backbone", "speakerbeam"]]
+    "args",
+    [
+        ["--help"],
+        ["ablate", "--help"],
+        ["plugins", "list", "--json"],
+        ["plugins", "check"],
+        ["components", "list"],
+        ["components", "show", "backbone", "speakerbeam"],
+    ],
 )
 def test_listing_never_imports_torch(args) -> None:
     code = (

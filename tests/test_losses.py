@@ -227,6 +227,7 @@ def _all_extras(batch, length):
     return {
         "mixture": torch.randn(batch, length, generator=g),
         "scales": torch.randn(batch, 3, length, generator=g).requires_grad_(),
+        "sources": torch.randn(batch, 2, length, generator=g).requires_grad_(),
         "speaker_logits": torch.tanh(torch.randn(batch, 5, generator=g)).requires_grad_(),
         "speaker_ids": torch.tensor([0, 4]),
         "sample_rate": 16000,
@@ -235,7 +236,7 @@ def _all_extras(batch, length):
 
 def test_every_registered_loss_with_defaults(registry):
     names = registry.names("loss")
-    assert {"si-sdr", "snr", "spectral-mse", "multiscale-si-sdr", "speaker-ce", "weighted"} <= set(names)
+    assert {"si-sdr", "snr", "spectral-mse", "multiscale-si-sdr", "pit-si-sdr", "speaker-ce", "weighted"} <= set(names)
     for spec in registry.list("loss"):
         for preset in (None, *spec.presets):
             loss = spec.create(spec.make_config(preset))
@@ -249,7 +250,7 @@ def test_every_registered_loss_with_defaults(registry):
             value = loss(estimate, target, **extras)
             assert value.dim() == 0 and torch.isfinite(value), (spec.name, preset)
             value.backward()
-            leaves = [estimate, extras["scales"], extras["speaker_logits"]]
+            leaves = [estimate, extras["scales"], extras["sources"], extras["speaker_logits"]]
             grads = [t.grad for t in leaves if t.grad is not None]
             assert grads and all(torch.isfinite(g).all() for g in grads), (spec.name, preset)
             assert any(g.abs().sum() > 0 for g in grads), (spec.name, preset)

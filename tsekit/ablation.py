@@ -26,7 +26,7 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -296,25 +296,13 @@ def _train_elapsed(run_dir: Path) -> float:
         return 0.0
 
 
-@contextlib.contextmanager
-def _run_lock(run_dir: Path) -> Iterator[None]:
-    import fcntl
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / ".lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def run_cell(out_dir: str | Path, cell_hash: str, seed: int, *, device: str = "auto",
              on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Train (or resume) and evaluate one cell × seed; writes and returns its result row."""
     from tsekit.evaluate import evaluate_list
     from tsekit.experiment import git_sha, train
     from tsekit.inference import load_model
+    from tsekit.trainer import run_lock
 
     out = Path(out_dir)
     cell = _read_json(out / "cells" / cell_hash / "cell.json")
@@ -327,7 +315,7 @@ def run_cell(out_dir: str | Path, cell_hash: str, seed: int, *, device: str = "a
     config["seed"] = int(seed)
     run_dir = out / "train" / cell["train_hash"] / f"seed-{seed}"
     result_path = run_dir / "result.json"
-    with _run_lock(run_dir):  # cells that share a training run (selectors) may run in parallel
+    with run_lock(run_dir, wait=True):  # cells that share a training run (selectors) may run in parallel
         if result_path.is_file():
             result = _read_json(result_path)
         else:
@@ -337,13 +325,13 @@ def run_cell(out_dir: str | Path, cell_hash: str, seed: int, *, device: str = "a
             result = _read_json(result_path) if result_path.is_file() else result
     started = time.perf_counter()
     summary_path = cell_dir / "summary.json"
-    if summary_path.is_file() and (cell_dir / "metrics.csv").is_file():
-        summary = _read_json(summary_path)
-        eval_time = float(summary.get("eval_time_s", 0.0))
+    summary = _read_json(summary_path) if summary_path.is_file() else {}
+    if "eval_time_s" in summary and (cell_dir / "metrics.csv").is_file():
+        eval_time = float(summary["eval_time_s"])
     else:
         extractor = load_model(run_dir, device=_eval_device(device), selector=cell["selector"])
         summary = evaluate_list(extractor, out / spec["eval_list"] if not Path(spec["eval_list"]).is_absolute()
-                                else spec["eval_list"], cell_dir, metrics=spec["metrics"])
+                                else spec["eval_list"], cell_dir, metrics=spec["metrics"], resume=True)
         eval_time = time.perf_counter() - started
         _write_json(summary_path, {**summary, "eval_time_s": eval_time})
     history = result.get("history") or []
@@ -431,6 +419,7 @@ class ProcessExecutor:
     def run(self, out: Path, jobs: Sequence[Job], done: Done) -> None:
         pending = list(jobs)
         running: dict[int, tuple[subprocess.Popen[bytes], Job, Any]] = {}
+        restore_signals = _exit_on_termination()
         try:
             while pending or running:
                 for slot, env in enumerate(self.slots):
@@ -441,7 +430,8 @@ class ProcessExecutor:
                     log_dir.mkdir(parents=True, exist_ok=True)
                     log = open(log_dir / "worker.log", "ab")  # noqa: SIM115
                     cmd = [sys.executable, "-m", "tsekit.ablation", str(out), job[0], str(job[1])]
-                    proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
+                    proc = subprocess.Popen(cmd, env={**os.environ, **env, PARENT_PID: str(os.getpid())},
+                                            stdout=log, stderr=subprocess.STDOUT)
                     running[slot] = (proc, job, log)
                 for slot, (proc, job, log) in list(running.items()):
                     if proc.poll() is None:
@@ -455,11 +445,53 @@ class ProcessExecutor:
                         done(job, None, _last_error(out / "cells" / job[0] / f"seed-{job[1]}" / "worker.log", proc.returncode))
                 time.sleep(self.poll_seconds)
         finally:
-            for proc, _, log in running.values():
+            for proc, _, _ in running.values():
                 proc.terminate()
-                with contextlib.suppress(subprocess.TimeoutExpired):
+            for proc, _, log in running.values():
+                try:
                     proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
                 log.close()
+            restore_signals()
+
+
+PARENT_PID = "TSEKIT_ABLATE_PARENT"
+
+
+def _exit_on_termination() -> Callable[[], None]:
+    """Turn SIGTERM and SIGHUP into SystemExit, so ``finally`` blocks stop the workers; returns the undo."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def leave(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, leave) for sig in (signal.SIGTERM, signal.SIGHUP)}
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
+
+
+def _die_with_parent() -> None:
+    """In a worker on Linux: be sent SIGTERM when the ablation process dies, however it dies."""
+    import ctypes
+    import signal
+
+    parent = os.environ.get(PARENT_PID)
+    if parent is None or not sys.platform.startswith("linux"):
+        return
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+    if os.getppid() != int(parent):  # it died before prctl took effect
+        raise SystemExit(143)
 
 
 def _last_error(log: Path, code: int) -> str:
@@ -775,6 +807,7 @@ def _pick_baseline(baseline: str | None, cells: Sequence[Cell]) -> str:
 
 def _worker_main(argv: Sequence[str]) -> int:
     """``python -m tsekit.ablation OUT CELL_HASH SEED``: one cell in a child process."""
+    _die_with_parent()
     out, cell_hash, seed = argv[0], argv[1], int(argv[2])
     threads = os.environ.get("TSEKIT_THREADS")
     try:

@@ -68,6 +68,30 @@ def read_spec(path: str | Path) -> dict[str, Any]:
     return meta
 
 
+_SPEC_FIELDS: dict[str, type] = {
+    "encoder": str, "fusion": str, "backbone": str, "adapt_layers": list, "encoder_config": dict, "fusion_config": dict,
+    "backbone_config": dict, "share_fusion": bool,
+}
+
+
+def _model_spec(meta: dict[str, Any], spec_path: Path) -> dict[str, Any]:
+    """``meta["model"]`` with every field :func:`load_model` needs, of the right type (else a one-line error)."""
+    spec = meta.get("model")
+    if not isinstance(spec, dict):
+        raise TsekitError(f"{spec_path}: 'model' must be a mapping of what to rebuild")
+    for key, kind in _SPEC_FIELDS.items():
+        if key not in spec:
+            raise TsekitError(f"{spec_path}: model.{key} is missing")
+        if not isinstance(spec[key], kind):
+            raise TsekitError(f"{spec_path}: model.{key} must be a {kind.__name__}, got {spec[key]!r}")
+    if not all(isinstance(site, str) for site in spec["adapt_layers"]):
+        raise TsekitError(f"{spec_path}: model.adapt_layers must list site names, got {spec['adapt_layers']!r}")
+    projection = spec.get("encoder_projection_dim")
+    if projection is not None and (isinstance(projection, bool) or not isinstance(projection, int)):
+        raise TsekitError(f"{spec_path}: model.encoder_projection_dim must be an integer, got {projection!r}")
+    return spec
+
+
 def load_model(path: str | Path, *, registry: Any = None, device: str = "cpu") -> Any:
     """Rebuild a saved model from its components and load its weights (strict)."""
     from safetensors import SafetensorError
@@ -78,7 +102,7 @@ def load_model(path: str | Path, *, registry: Any = None, device: str = "cpu") -
     path = Path(path)
     meta = read_spec(path)
     folder = path if path.is_dir() else path.parent
-    spec = meta["model"]
+    spec = _model_spec(meta, path / SPEC_FILE if path.is_dir() else path)
     model = build(
         spec["encoder"],
         spec["fusion"],

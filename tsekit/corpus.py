@@ -4,8 +4,12 @@ Sources:
 
 - a LibriSpeech-style tree ``speaker/[chapter/]utt.flac|wav|ogg`` (the speaker is the first folder below the root;
   files directly in the root and hidden files are ignored);
-- a CSV manifest with columns ``path,speaker[,duration|duration_s][,sample_rate]``;
+- a CSV manifest with columns ``path,speaker[,duration|duration_s][,sample_rate][,corpus][,gender]``;
 - a JSONL manifest (``.jsonl``/``.ndjson``, or any file starting with ``{``): one object per line, same keys.
+
+Several sources load as one corpus (``load_corpus([a, b])``): each utterance keeps its ``corpus`` label (the
+manifest's ``corpus`` column, else the source's name), so mixtures can draw interferers from the target's own
+corpus and held-out speakers are drawn from every corpus. Speaker names must not repeat across sources.
 
 Manifest paths are relative to the manifest's folder. Durations and rates come from ``soundfile.info``, cached
 per file as ``(path, size, mtime) → (frames, rate)`` in ``<cache>/durations/<hash of the corpus path>.json``,
@@ -29,7 +33,7 @@ import random
 import stat
 import statistics
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -53,6 +57,8 @@ class Utterance:
     speaker: str
     duration: float  # seconds
     sample_rate: int
+    corpus: str = ""  # the source's label, when several corpora are loaded together
+    gender: str = ""  # "f", "m" or "" (unknown)
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,11 @@ class Corpus:
     @property
     def speakers(self) -> list[str]:
         return sorted({u.speaker for u in self.utterances})
+
+    @property
+    def corpora(self) -> list[str]:
+        """The corpus labels, sorted (one ``""`` for an unlabelled single corpus)."""
+        return sorted({u.corpus for u in self.utterances})
 
     @property
     def hours(self) -> float:
@@ -92,7 +103,8 @@ class Corpus:
         self, n_held_out: int | None = None, seed: int = 0, *, fraction: float | None = None
     ) -> tuple[Corpus, Corpus]:
         """Speaker-disjoint ``(rest, held_out)``: ``n_held_out`` speakers, or a ``fraction`` of them (at least one
-        on each side), drawn by ``seed``. The same corpus and seed always give the same split."""
+        on each side), drawn by ``seed``. The same corpus and seed always give the same split. With several
+        corpus labels the held-out speakers are drawn from each corpus in proportion to its speakers."""
         speakers = self.speakers
         if (n_held_out is None) == (fraction is None):
             raise TsekitError("split: give either n_held_out or fraction")
@@ -104,13 +116,25 @@ class Corpus:
         assert n_held_out is not None
         if not 0 <= n_held_out <= len(speakers):
             raise TsekitError(f"{self.source}: cannot hold out {n_held_out} of {len(speakers)} speakers")
-        shuffled = list(speakers)
-        random.Random(seed).shuffle(shuffled)
-        held = set(shuffled[:n_held_out])
+        held: set[str] = set()
+        groups = self.speakers_by_corpus()
+        quotas = _proportional(n_held_out, [len(v) for v in groups.values()])
+        for (label, members), quota in zip(groups.items(), quotas, strict=True):
+            shuffled = list(members)
+            random.Random(seed if len(groups) == 1 else f"{seed}:{label}").shuffle(shuffled)
+            held.update(shuffled[:quota])
         return self.subset(s for s in speakers if s not in held), self.subset(held)
 
+    def speakers_by_corpus(self) -> dict[str, list[str]]:
+        """Sorted speakers of each corpus label."""
+        out: dict[str, set[str]] = {}
+        for u in self.utterances:
+            out.setdefault(u.corpus, set()).add(u.speaker)
+        return {label: sorted(members) for label, members in sorted(out.items())}
+
     def describe(self) -> dict[str, Any]:
-        """Counts for reports: speakers, utterances, hours, sample rates, per-speaker spread, skipped files."""
+        """Counts for reports: speakers, utterances, hours, sample rates, per-speaker spread, skipped files
+        (and the same per corpus label when there are several)."""
         counts = [len(v) for v in self.by_speaker().values()]
         durations = [u.duration for u in self.utterances]
         rates: dict[int, int] = {}
@@ -125,7 +149,32 @@ class Corpus:
             "utterances_per_speaker": _spread(counts),
             "seconds_per_utterance": _spread(durations),
             "skipped": len(self.skipped),
+            **({"corpora": {label: self.subset(members).describe() for label, members in self.speakers_by_corpus().items()}}
+               if len(self.corpora) > 1 else {}),
         }
+
+
+def _proportional(total: int, sizes: list[int]) -> list[int]:
+    """``total`` split over groups of ``sizes`` in proportion (largest remainders; at least one per non-empty
+    group while ``total`` allows; never more than a group has)."""
+    if len(sizes) == 1:
+        return [total]
+    whole = sum(sizes)
+    exact = [total * n / whole for n in sizes]
+    quotas = [min(n, max(1 if total >= len(sizes) else 0, math.floor(e))) for n, e in zip(sizes, exact, strict=True)]
+    order = sorted(range(len(sizes)), key=lambda i: exact[i] - math.floor(exact[i]), reverse=True)
+    while sum(quotas) < total:
+        grew = False
+        for i in order:
+            if sum(quotas) < total and quotas[i] < sizes[i]:
+                quotas[i] += 1
+                grew = True
+        if not grew:
+            break
+    while sum(quotas) > total:
+        i = max(range(len(sizes)), key=lambda j: quotas[j] - exact[j])
+        quotas[i] -= 1
+    return quotas
 
 
 def _spread(values: list[float] | list[int]) -> dict[str, float]:
@@ -140,10 +189,12 @@ class _Item:
     speaker: str
     duration: float | None = None
     sample_rate: int | None = None
+    corpus: str = ""
+    gender: str = ""
 
 
 def load_corpus(
-    path: str | Path,
+    path: str | Path | Sequence[str | Path],
     *,
     on_error: OnError = "fail",
     log: Callable[[str], None] | None = None,
@@ -151,7 +202,11 @@ def load_corpus(
     cache_dir: str | Path | None = None,
     trust_manifest_durations: bool = True,
 ) -> Corpus:
-    """Index a speaker tree, a CSV manifest or a JSONL manifest (see the module docstring)."""
+    """Index a speaker tree, a CSV manifest or a JSONL manifest, or several as one corpus (see the module
+    docstring)."""
+    if not isinstance(path, str | Path):
+        return _merge([load_corpus(p, on_error=on_error, log=log, cache=cache, cache_dir=cache_dir,
+                                   trust_manifest_durations=trust_manifest_durations) for p in path])
     if on_error not in ("fail", "skip"):
         raise TsekitError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
     source = Path(path).expanduser().absolute()
@@ -165,6 +220,24 @@ def load_corpus(
         raise TsekitError(f"{source}: no such corpus folder or manifest")
     store = _DurationCache(_cache_file(source, cache_dir)) if cache else None
     return _index(source, items, on_error, log, store)
+
+
+def _merge(parts: list[Corpus]) -> Corpus:
+    if not parts:
+        raise TsekitError("no corpus given (an empty list)")
+    if len(parts) == 1:
+        return parts[0]
+    owner: dict[str, Path] = {}
+    utterances: list[Utterance] = []
+    for part in parts:
+        name = part.source.stem if part.source.is_file() else part.source.name
+        for speaker in part.speakers:
+            if speaker in owner:
+                raise TsekitError(f"{part.source}: speaker {speaker!r} is also in {owner[speaker]}; "
+                                  "give one corpus a speaker prefix (e.g. tsekit corpus import-kaldi --speaker-prefix)")
+            owner[speaker] = part.source
+        utterances.extend(u if u.corpus else replace(u, corpus=name) for u in part.utterances)
+    return Corpus(parts[0].source, tuple(utterances), tuple(s for p in parts for s in p.skipped))
 
 
 def cache_root(cache_dir: str | Path | None = None) -> Path:
@@ -269,7 +342,8 @@ def _index(
         if item.duration is not None and item.sample_rate is not None:
             checked = _stat(item.path)
             if not isinstance(checked, str):
-                utterances.append(Utterance(item.path, item.speaker, item.duration, item.sample_rate))
+                utterances.append(Utterance(item.path, item.speaker, item.duration, item.sample_rate,
+                                            item.corpus, item.gender))
                 continue
             reason = checked
         else:
@@ -277,7 +351,7 @@ def _index(
             if not isinstance(info, str):
                 frames, rate = info
                 duration = item.duration if item.duration is not None else frames / rate
-                utterances.append(Utterance(item.path, item.speaker, duration, rate))
+                utterances.append(Utterance(item.path, item.speaker, duration, rate, item.corpus, item.gender))
                 continue
             reason = info
         bad.append((item.path, reason))
@@ -341,7 +415,10 @@ def _read_manifest(manifest: Path) -> list[_Item]:
             raise TsekitError(f"{where}: empty path or speaker")
         duration = _number(where, row, ("duration", "duration_s"), float)
         rate = _number(where, row, ("sample_rate",), int)
-        items.append(_Item(manifest.parent / path, speaker, duration, rate))
+        gender = str(row.get("gender") or "").strip().lower()[:1]
+        if gender not in ("", "f", "m"):
+            raise TsekitError(f"{where}: gender must be f, m or empty, got {row.get('gender')!r}")
+        items.append(_Item(manifest.parent / path, speaker, duration, rate, str(row.get("corpus") or "").strip(), gender))
     return items
 
 

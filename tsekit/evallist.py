@@ -26,10 +26,24 @@ class EvalItem:
     enrollment: Path
     target: Path | None
     extras: dict[str, str] = field(default_factory=dict)
+    where: str = ""  # file:line of its row
 
 
-def read_eval_list(path: str | Path, *, check_files: bool = True) -> list[EvalItem]:
-    """Parse and validate; problems raise a one-line TsekitError naming ``file:line``."""
+@dataclass(frozen=True)
+class SkippedRow:
+    """A row of an evaluation list that was left out, and why."""
+
+    where: str
+    mixture_id: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.where} ({self.mixture_id or 'no mixture_id'}): {self.reason}"
+
+
+def read_eval_list(path: str | Path, *, check_files: bool = True, skipped: list[SkippedRow] | None = None) -> list[EvalItem]:
+    """Parse and validate; problems raise a one-line TsekitError naming ``file:line``. With ``skipped``,
+    a bad row is recorded there and left out instead (a bad file or header still raises)."""
     path = Path(path)
     if not path.is_file():
         raise TsekitError(f"{path}: no such evaluation list")
@@ -45,31 +59,41 @@ def read_eval_list(path: str | Path, *, check_files: bool = True) -> list[EvalIt
         raise TsekitError(f"{path}: missing column(s) {', '.join(missing)} (need {','.join(COLUMNS)})")
     if not rows:
         raise TsekitError(f"{path}: no rows")
-    items, seen = [], set()
+    items: list[EvalItem] = []
+    seen: set[str] = set()
     for line, row in enumerate(rows, start=2):
         mid = (row["mixture_id"] or "").strip()
-        if not mid:
-            raise TsekitError(f"{path}:{line}: empty mixture_id")
-        if mid in seen:
-            raise TsekitError(f"{path}:{line}: duplicate mixture_id '{mid}'")
+        try:
+            items.append(_parse_row(path, f"{path}:{line}", row, mid, seen, check_files))
+        except TsekitError as exc:
+            if skipped is None:
+                raise TsekitError(f"{path}:{line}: {exc}") from None
+            skipped.append(SkippedRow(f"{path}:{line}", mid, str(exc)))
         seen.add(mid)
-        paths: dict[str, Path | None] = {}
-        for col in COLUMNS[1:]:
-            value = (row[col] or "").strip()
-            if not value:
-                if col == "target_path":
-                    paths[col] = None
-                    continue
-                raise TsekitError(f"{path}:{line}: empty {col}")
-            full = path.parent / value
-            if check_files and not full.is_file():
-                raise TsekitError(f"{path}:{line}: {col} {full} does not exist")
-            paths[col] = full
-        extras = {k: (v or "") for k, v in row.items() if k not in COLUMNS and k is not None}
-        mixture, enrollment = paths["mixture_path"], paths["enrollment_path"]
-        assert mixture is not None and enrollment is not None
-        items.append(EvalItem(mid, mixture, enrollment, paths["target_path"], extras))
     return items
+
+
+def _parse_row(path: Path, where: str, row: dict[str, str], mid: str, seen: set[str], check_files: bool) -> EvalItem:
+    if not mid:
+        raise TsekitError("empty mixture_id")
+    if mid in seen:
+        raise TsekitError(f"duplicate mixture_id '{mid}'")
+    paths: dict[str, Path | None] = {}
+    for col in COLUMNS[1:]:
+        value = (row[col] or "").strip()
+        if not value:
+            if col == "target_path":
+                paths[col] = None
+                continue
+            raise TsekitError(f"empty {col}")
+        full = path.parent / value
+        if check_files and not full.is_file():
+            raise TsekitError(f"{col} {full} does not exist")
+        paths[col] = full
+    extras = {k: (v or "") for k, v in row.items() if k not in COLUMNS and k is not None}
+    mixture, enrollment = paths["mixture_path"], paths["enrollment_path"]
+    assert mixture is not None and enrollment is not None
+    return EvalItem(mid, mixture, enrollment, paths["target_path"], extras, where)
 
 
 def write_eval_list(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> Path:

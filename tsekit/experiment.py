@@ -135,20 +135,28 @@ def _loop_config(train: Mapping[str, Any], seed: int) -> Any:
 
 def _init_weights(model: Any, folder: Path) -> None:
     """Start from a saved model's weights (a resumed run then loads its own checkpoint over them)."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = folder / "model.safetensors" if folder.is_dir() else folder
     if not path.is_file():
         raise TsekitError(f"{folder}: train.init_from needs a model folder with model.safetensors")
     try:
-        model.load_state_dict(load_file(str(path)))
+        weights = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise TsekitError(f"{path}: train.init_from is not readable safetensors ({' '.join(str(exc).split())[:160]})") from None
+    try:
+        model.load_state_dict(weights)
     except RuntimeError as exc:
         raise TsekitError(f"{path}: does not fit this model ({' '.join(str(exc).split())[:200]})") from None
 
 
 def datasets(config: Mapping[str, Any], sample_rate: int, horizon: int) -> tuple[Any, Any]:
-    """The training and validation simulators of a resolved config: speaker-disjoint, the test speakers
-    (``data.exclude_speakers``) in neither; ``data.mix_seed`` changes the training mixtures only."""
+    """The training and validation simulators of a resolved config: speaker-disjoint (validation speakers drawn
+    from every corpus of ``data.corpus``), the test speakers (``data.exclude_speakers``) in neither;
+    ``data.mix_seed`` changes the training mixtures only."""
+    import dataclasses
+
     from tsekit.config import make_config
     from tsekit.corpus import load_corpus
     from tsekit.data import DEMO_CORPUS
@@ -156,14 +164,17 @@ def datasets(config: Mapping[str, Any], sample_rate: int, horizon: int) -> tuple
 
     data, seed = config["data"], int(config["seed"])
     sim_cfg = make_config(SimulationConfig, {**data["simulation"], "sample_rate": sample_rate}, where="data.simulation")
-    corpus = load_corpus(data["corpus"] or DEMO_CORPUS / "manifest.csv")
+    corpus = load_corpus(data["corpus"] or DEMO_CORPUS / "manifest.csv")  # one source or a list
     excluded = {str(s) for s in data.get("exclude_speakers") or []}
     if excluded:
         corpus = corpus.subset(s for s in corpus.speakers if s not in excluded)
     train_corpus, val_corpus = corpus.split(int(data["val_speakers"]), seed=seed)
     mix_seed = seed if data.get("mix_seed") is None else int(data["mix_seed"])
     train_set = MixtureSimulator(train_corpus, sim_cfg, seed=mix_seed, length=horizon)
-    val_set = MixtureSimulator(val_corpus, sim_cfg, seed=seed + 10_007, length=int(data["val_size"]))
+    # validation is the real task: no speed perturbation, and same-corpus pairs when training draws by corpus
+    val_cfg = dataclasses.replace(sim_cfg, speed_factors=(1.0,),
+                                  p_cross_corpus=None if sim_cfg.p_cross_corpus is None else 0.0)
+    val_set = MixtureSimulator(val_corpus, val_cfg, seed=seed + 10_007, length=int(data["val_size"]))
     return train_set, val_set
 
 
@@ -173,19 +184,41 @@ def train(
     *,
     registry: Any = None,
     on_progress: Callable[[dict[str, Any]], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
     device: str = "auto",
     time_left: float | None = None,
 ) -> dict[str, Any]:
     """Build the model, simulate data from the corpus (speaker-disjoint validation) and train; resumes.
 
-    ``time_left`` caps this invocation's wall time without changing the config (a resumed time budget)."""
+    ``time_left`` caps this invocation's wall time without changing the config (a resumed time budget);
+    ``on_warning`` receives one-line warnings (a damaged checkpoint skipped). The run lock of ``out_dir``
+    is held throughout: a second training on the same folder is refused."""
+    import os
+
+    from tsekit.trainer import run_lock
+
+    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 writes
+    with run_lock(Path(out_dir)) if main_rank else contextlib.nullcontext():
+        return _train(config, Path(out_dir), registry=registry, on_progress=on_progress, on_warning=on_warning,
+                      device=device, time_left=time_left)
+
+
+def _train(
+    config: Mapping[str, Any],
+    out: Path,
+    *,
+    registry: Any,
+    on_progress: Callable[[dict[str, Any]], None] | None,
+    on_warning: Callable[[str], None] | None,
+    device: str,
+    time_left: float | None,
+) -> dict[str, Any]:
     from tsekit.losses import parse_loss
     from tsekit.model import build
     from tsekit.registry import get_registry
     from tsekit.trainer import collate, config_hash, fit
 
     reg = registry or get_registry()
-    out = Path(out_dir)
     m = config["model"]
     loop = _loop_config(config["train"], int(config["seed"]))
     if time_left is not None:
@@ -231,7 +264,8 @@ def train(
         with atomic_open(existing, "w", encoding="utf-8") as fh:
             json.dump(meta, fh, indent=2, default=str)
     result = fit(model, loss, train_set, out, loop, val_batches=val_batches,
-                 run_meta={"config_hash": meta["config_hash"]}, device=device, on_progress=on_progress)
+                 run_meta={"config_hash": meta["config_hash"]}, device=device, on_progress=on_progress,
+                 on_warning=on_warning)
     if main_rank:
         with atomic_open(out / "result.json", "w", encoding="utf-8") as fh:
             json.dump({**result, "config_hash": meta["config_hash"], "parameters": meta["parameters"]}, fh, indent=2)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,13 +44,16 @@ class Extractor:
 
     def __init__(self, model: Any, *, selector: str = "cluster", chunk_seconds: float = 30.0,
                  overlap_seconds: float = 1.0, rescale: bool = True, registry: Any = None,
-                 notice: Callable[[str], None] | None = None) -> None:
+                 notice: Callable[[str], None] | None = None, allow_no_speech: bool = False) -> None:
+        for name, value in (("chunk_seconds", chunk_seconds), ("overlap_seconds", overlap_seconds)):
+            if not math.isfinite(value) or value < 0:
+                raise TsekitError(f"{name} must be a finite number of seconds ≥ 0, got {value}")
         if chunk_seconds <= 2 * overlap_seconds:
             raise TsekitError("chunk_seconds must exceed twice overlap_seconds")
         self.model = model.eval()
         self.selector_name, self.registry, self.notice = selector, registry, notice
         self.chunk_seconds, self.overlap_seconds = chunk_seconds, overlap_seconds
-        self.rescale = rescale
+        self.rescale, self.allow_no_speech = rescale, allow_no_speech
 
     @property
     def sample_rate(self) -> int:
@@ -80,6 +85,20 @@ class Extractor:
 
         return AF.resample(wav, sr, self.sample_rate)
 
+    def _check_speech(self, wav: Any, sample_rate: int, what: str) -> None:
+        """Refuse an enrollment without speech, or only warn with ``allow_no_speech``."""
+        from tsekit.vad import no_speech_message
+
+        message = no_speech_message(what, wav, sample_rate)
+        if message is None:
+            return
+        if not self.allow_no_speech:
+            raise TsekitError(f"{message}; pass --allow-no-speech (Python: allow_no_speech=True) to use it anyway")
+        if self.notice:
+            self.notice(f"{message}; using it anyway")
+        else:
+            warnings.warn(f"{message}; using it anyway", stacklevel=3)
+
     def enroll(self, references: AudioInput | Sequence[AudioInput], sample_rate: int | None = None) -> Any:
         """One embedding ``[D]`` from one or several enrollment recordings (a selector picks among several)."""
         import torch
@@ -93,6 +112,7 @@ class Extractor:
             wav, sr = self._load(item, sample_rate, what)
             if wav.shape[-1] < MIN_ENROLLMENT_SECONDS * sr:
                 raise TsekitError(f"{what}: enrollment is {wav.shape[-1] / sr:.2f} s; at least {MIN_ENROLLMENT_SECONDS} s is needed")
+            self._check_speech(wav, sr, what)
             wavs.append(self._to_model_rate(wav, sr))
         with torch.inference_mode():
             if len(wavs) == 1:
@@ -166,7 +186,8 @@ def mixture_consistent_scale(estimate: Any, mixture: Any) -> Any:
 
 def load_model(path: str | Path | None = None, *, device: str = "cpu", registry: Any = None, **options: Any) -> Extractor:
     """A saved model (run folder, ``best/`` or ``last/`` folder, or ``model.json``) as an :class:`Extractor`;
-    ``None`` loads the shipped default model (:data:`DEFAULT_MODEL`)."""
+    ``None`` loads the shipped default model (:data:`DEFAULT_MODEL`). ``options`` go to :class:`Extractor`, e.g.
+    ``allow_no_speech=True`` to accept an enrollment in which no speech is detected (with a warning)."""
     from tsekit.checkpoint import SPEC_FILE
     from tsekit.checkpoint import load_model as load_checkpoint
 

@@ -11,6 +11,7 @@ pass whatever extras they have; a loss ignores those it does not use, and a miss
 =================  =============  ===============================================================
 ``mixture``        ``[B, T]``     the input mixture (reference energy for target-absent rows)
 ``scales``         ``[B, S, T]``  multi-scale outputs, e.g. SpEx+'s ``backbone.last_scales``
+``sources``        ``[B, S, T]``  separated sources, e.g. ``sepselect``'s ``backbone.last_sources``
 ``speaker_logits`` ``[B, K]``     speaker-classifier logits (cosines for AAM-softmax)
 ``speaker_ids``    ``[B]`` long   the target speakers' class indices
 ``sample_rate``    ``int``        Hz of estimate and target
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = ["EXTRAS", "Loss", "parse_loss", "parse_terms", "require_extras"]
 
-EXTRAS: tuple[str, ...] = ("mixture", "scales", "speaker_logits", "speaker_ids", "sample_rate")
+EXTRAS: tuple[str, ...] = ("mixture", "scales", "sources", "speaker_logits", "speaker_ids", "sample_rate")
 """The extras a trainer may pass to a loss."""
 
 

@@ -56,6 +56,7 @@ class ProjectedEncoder(SpeakerEncoder):
         self.projection = nn.Linear(inner.embedding_dim, embedding_dim)
         self.embedding_dim = int(embedding_dim)
         self.sample_rate = inner.sample_rate
+        self.embeds_audio = inner.embeds_audio
         self.cache_size = cache_size
         self._cache: OrderedDict[str, Tensor] = OrderedDict()
 
@@ -80,15 +81,12 @@ class ProjectedEncoder(SpeakerEncoder):
             with torch.no_grad():
                 return self.inner(wav, lengths)
         keys = [self._content_key(wav[i], None if lengths is None else int(lengths[i])) for i in range(wav.shape[0])]
-        missing = [i for i, k in enumerate(keys) if k not in self._cache]
-        if missing:
-            idx = torch.tensor(missing, device=wav.device)
+        for i in [i for i, k in enumerate(keys) if k not in self._cache]:  # alone: the bits do not depend on the batch
             with torch.no_grad():
-                fresh = self.inner(wav[idx], None if lengths is None else lengths[idx])
-            for i, emb in zip(missing, fresh, strict=True):
-                self._cache[keys[i]] = emb.detach()
-                while len(self._cache) > self.cache_size:
-                    self._cache.popitem(last=False)
+                one = self.inner(wav[i : i + 1], None if lengths is None else lengths[i : i + 1])
+            self._cache[keys[i]] = one[0].detach()
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
         for k in keys:
             self._cache.move_to_end(k)
         return torch.stack([self._cache[k] for k in keys])
@@ -151,6 +149,18 @@ class TSEModel(nn.Module):
                 return self.encoder(enrollment, lengths)
         return self.encoder(enrollment, lengths)
 
+    def embed_sources(self, sources: Tensor) -> Tensor:
+        """Embeddings ``[N, D]`` of separated sources ``[N, T]`` (model rate) for the adapter's selection:
+        the encoder in eval mode and without gradients, so training statistics are left alone."""
+        modes = [(m, m.training) for m in self.encoder.modules()]
+        self.encoder.eval()
+        try:
+            with torch.no_grad():
+                return self.enroll(sources)
+        finally:
+            for module, training in modes:
+                module.training = training
+
     def extract(self, mixture: Tensor, embedding: Tensor) -> Tensor:
         """Mixture ``[B, T]`` or ``[T]`` and embedding ``[B, D]`` → estimate of the same shape."""
         squeeze = mixture.dim() == 1
@@ -163,13 +173,28 @@ class TSEModel(nn.Module):
                 f"embedding has shape {tuple(embedding.shape)}; expected ({mixture.shape[0]}, {self.embedding_dim})"
             )
         fusions: dict[str, Fusion] = {name: self.fusions[key] for name, key in self._site_keys.items()}  # type: ignore[misc]
-        out = self.backbone(mixture, SiteAdapter(fusions, embedding))
+        embed = self.embed_sources if self.encoder.embeds_audio else None
+        adapter = SiteAdapter(fusions, embedding, embed)
+        out = self.backbone(mixture, adapter)
+        self._check_sites(adapter.applied)
         if out.shape != mixture.shape:
             raise TsekitError(
                 f"backbone {type(self.backbone).__name__} returned {tuple(out.shape)} for a mixture of "
                 f"{tuple(mixture.shape)}"
             )
         return out.squeeze(0) if squeeze else out
+
+    def _check_sites(self, applied: list[str]) -> None:
+        """Every requested site adapted exactly once: a backbone that skips one would train a wrong model."""
+        if applied == [s.name for s in self.sites]:
+            return
+        for site in self.sites:
+            count = applied.count(site.name)
+            if count != 1:
+                backbone = self.spec.backbone if self.spec else type(self.backbone).__name__
+                did = "never called adapt()" if count == 0 else f"called adapt() {count} times"
+                raise TsekitError(f"backbone '{backbone}' {did} at the requested site '{site.name}'; its forward must "
+                                  "call x = adapt(site, x) exactly once at every site")
 
     def forward(
         self,

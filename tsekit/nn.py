@@ -18,6 +18,8 @@ class SpeakerEncoder(nn.Module):
     embedding_dim: int
     sample_rate: int
     frozen: bool = False
+    embeds_audio: bool = True
+    """False for an encoder that only stands for embeddings passed in (``precomputed``)."""
 
     def forward(self, wav: Tensor, lengths: Tensor | None = None) -> Tensor:
         raise NotImplementedError
@@ -54,7 +56,8 @@ class Fusion(nn.Module):
 class Adapter:
     """What a backbone calls at each adaptation site: ``x = adapt(site_name, x)``.
 
-    The base class adapts nothing. ``wants(site)`` tells whether a site is adapted.
+    The base class adapts nothing. ``wants(site)`` tells whether a site is adapted. A backbone that
+    separates sources hands them to ``select`` for the target.
     """
 
     def wants(self, site: str) -> bool:
@@ -64,10 +67,19 @@ class Adapter:
     def __call__(self, site: str, x: Tensor) -> Tensor:
         return x
 
+    def select(self, sources: Tensor) -> Tensor:
+        """The target among separated sources ``[B, S, T]`` → ``[B, T]``; the base class takes source 0."""
+        return sources[:, 0]
+
 
 class SiteAdapter(Adapter):
-    def __init__(self, fusions: Mapping[str, Fusion], embedding: Tensor) -> None:
-        self.fusions, self.embedding = fusions, embedding
+    """Applies ``fusions`` at their sites; ``select`` picks the source whose embedding under ``embed``
+    (waveforms ``[N, T]`` → ``[N, D]``) is closest in cosine to ``embedding`` (source 0 without ``embed``)."""
+
+    def __init__(
+        self, fusions: Mapping[str, Fusion], embedding: Tensor, embed: Callable[[Tensor], Tensor] | None = None
+    ) -> None:
+        self.fusions, self.embedding, self.embed = fusions, embedding, embed
         self.applied: list[str] = []
 
     def wants(self, site: str) -> bool:
@@ -79,6 +91,15 @@ class SiteAdapter(Adapter):
             return x
         self.applied.append(site)
         return fusion(x, self.embedding)
+
+    def select(self, sources: Tensor) -> Tensor:
+        if self.embed is None:
+            return super().select(sources)
+        batch, count, length = sources.shape
+        with torch.no_grad():
+            embeddings = self.embed(sources.reshape(batch * count, length)).reshape(batch, count, -1)
+            similarity = torch.cosine_similarity(embeddings.float(), self.embedding.float().unsqueeze(1), dim=-1)
+        return sources[torch.arange(batch, device=sources.device), similarity.argmax(1)]
 
 
 class Backbone(nn.Module):

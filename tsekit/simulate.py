@@ -7,7 +7,13 @@ worker and run):
   zero-padded, placed by ``placement``);
 * an enrollment crop of ``enrollment_seconds`` from another utterance of that speaker, or from a disjoint
   part of the same utterance (``enrollment_policy``); the two never share a sample, reverberation included;
-* ``num_interferers`` other speakers, each scaled to an SIR drawn from ``sir_range``. The SIR is measured
+* ``num_interferers`` other speakers, each scaled to an SIR drawn from ``sir_range``; with several corpora
+  loaded together and ``p_cross_corpus`` set, they come from another corpus than the target's with that
+  probability and from the target's own otherwise (cross-corpus pairs can be told apart by channel and accent
+  cues that real mixtures lack);
+* speed perturbation (``speed_factors``, Kaldi-style): each speaker at each factor is a voice of its own
+  (resampled, so tempo and pitch change together); the target and its enrollment share a factor, and an
+  interferer is never the target's own speaker at another factor. The SIR is measured
   over the whole segment between the signals as they appear in the mixture: the reverberant images when
   ``reverb`` is on, the dry signals otherwise;
 * optional noise (white, pink, babble = several other speakers, or files) at an SNR drawn from
@@ -109,6 +115,14 @@ class SimulationConfig:
     enrollment_snr_range: tuple[float, float] = field(default=(10.0, 30.0), metadata={"help": "enrollment SNR dB"})
     enrollment_reverb: bool = field(default=False, metadata={"help": "reverberate the enrollment (RIR bank)"})
     p_absent: float = field(default=0.0, metadata={"help": "probability that the target is not in the mixture"})
+    p_cross_corpus: float | None = field(
+        default=None,
+        metadata={"help": "with several corpora: probability that the interferers come from another corpus than "
+                  "the target's (0: always the same corpus); None: from every speaker alike"},
+    )
+    speed_factors: tuple[float, ...] = field(
+        default=(1.0,), metadata={"help": "speed perturbation factors, each a new voice per speaker (e.g. 0.9,1.0,1.1)"}
+    )
     level_db_range: tuple[float, float] = field(default=(-30.0, -20.0), metadata={"help": "mixture RMS (dBFS)"})
     max_peak: float = field(default=0.9, metadata={"help": "no part of a sample peaks above this"})
     cache_mb: float = field(default=512.0, metadata={"help": "decoded-audio LRU cache per process (MB)"})
@@ -153,6 +167,16 @@ class SimulationConfig:
             raise ValueError(f"p_absent must be within [0, 1], got {self.p_absent}")
         if self.p_absent > 0 and self.interferer_range[0] == 0:
             raise ValueError("p_absent > 0 needs at least one interferer (an absent target would leave silence)")
+        if self.p_cross_corpus is not None and not 0.0 <= self.p_cross_corpus <= 1.0:
+            raise ValueError(f"p_cross_corpus must be within [0, 1] or None, got {self.p_cross_corpus}")
+        factors = self.speed_factors if isinstance(self.speed_factors, list | tuple) else (self.speed_factors,)
+        try:
+            factors = tuple(float(f) for f in factors)
+        except (TypeError, ValueError):
+            raise ValueError(f"speed_factors must be numbers, got {self.speed_factors!r}") from None
+        if not factors or not all(math.isfinite(f) and 0.5 <= f <= 2.0 for f in factors) or len(set(factors)) < len(factors):
+            raise ValueError(f"speed_factors must be distinct numbers within [0.5, 2], got {self.speed_factors!r}")
+        fix(self, "speed_factors", factors)
         if not 0.0 < self.max_peak <= 1.0:
             raise ValueError(f"max_peak must be within (0, 1], got {self.max_peak}")
         if self.cache_mb < 0:
@@ -180,14 +204,32 @@ class SimulationConfig:
         return self.reverb or self.enrollment_reverb
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready fields that decide the samples (cache settings left out)."""
+        """JSON-ready fields that decide the samples (cache settings left out; fields added since format 1 only
+        when set, so sets written before them stay valid)."""
         data = json.loads(json.dumps(asdict(self)))
         data.pop("cache_mb")
         data.pop("cache_dir")
+        if data["p_cross_corpus"] is None:
+            data.pop("p_cross_corpus")
+        if data["speed_factors"] == [1.0]:
+            data.pop("speed_factors")
         return data
 
 
 # -- audio ----------------------------------------------------------------------------------------
+
+
+def speed_perturb(wav: np.ndarray, factor: float) -> np.ndarray:
+    """``wav`` played ``factor`` times faster at the same rate (length / factor; pitch moves with it, as sox's
+    ``speed``)."""
+    from fractions import Fraction
+
+    from scipy.signal import resample_poly
+
+    if factor == 1.0:
+        return wav
+    ratio = Fraction(1 / factor).limit_denominator(100)
+    return np.ascontiguousarray(resample_poly(wav, ratio.numerator, ratio.denominator), dtype=np.float32)
 
 
 def decode(path: Path, sample_rate: int) -> np.ndarray:
@@ -244,6 +286,7 @@ class _Source:
     offset: int
     floor: int = 0
     on_grid: bool = False
+    speed: float = 1.0
 
 
 def _render(src: _Source, length: int, rir: np.ndarray | None) -> np.ndarray:
@@ -287,6 +330,7 @@ class MixtureSimulator(Dataset):
         by_speaker = corpus.by_speaker()
         self.speakers = sorted(by_speaker)
         self._utterances = {s: sorted(by_speaker[s], key=lambda u: str(u.path)) for s in self.speakers}
+        self._corpus_of = {s: self._utterances[s][0].corpus for s in self.speakers}
         where = str(corpus.source)
         if len(self.speakers) < 2:
             raise TsekitError(f"{where}: {len(self.speakers)} speaker; mixtures need at least 2")
@@ -336,14 +380,15 @@ class MixtureSimulator(Dataset):
 
     # -- audio access --
 
-    def audio(self, path: Path) -> np.ndarray:
-        """Decoded audio at the output rate, through a per-process LRU cache of ``cache_mb``."""
-        key = str(path)
+    def audio(self, path: Path, speed: float = 1.0) -> np.ndarray:
+        """Decoded audio at the output rate (speed-perturbed by ``speed``), through a per-process LRU cache of
+        ``cache_mb``."""
+        key = str(path) if speed == 1.0 else f"{path}@{speed}"
         hit = self._cache.get(key)
         if hit is not None:
             self._cache.move_to_end(key)
             return hit
-        wav = decode(path, self.config.sample_rate)
+        wav = speed_perturb(self.audio(path) if speed != 1.0 else decode(path, self.config.sample_rate), speed)
         limit = self.config.cache_mb * 2**20
         if wav.nbytes <= limit:
             self._cache[key] = wav
@@ -362,27 +407,46 @@ class MixtureSimulator(Dataset):
             return (length - n) // 2
         return int(rng.integers(0, length - n + 1))
 
-    def _crop(self, rng: np.random.Generator, utt: Utterance, length: int, place: bool = True) -> _Source:
-        audio = self.audio(utt.path)
+    def _crop(
+        self, rng: np.random.Generator, utt: Utterance, length: int, place: bool = True, speed: float = 1.0
+    ) -> _Source:
+        audio = self.audio(utt.path, speed)
         n = min(len(audio), length)
         start = int(rng.integers(0, len(audio) - n + 1))
         offset = self._place(rng, n, length) if place else 0
-        return _Source(utt.path, audio, start, start + n, offset)
+        return _Source(utt.path, audio, start, start + n, offset, speed=speed)
 
-    def _target_and_enrollment(self, rng: np.random.Generator, speaker: str) -> tuple[_Source, _Source]:
+    def _speed(self, rng: np.random.Generator) -> float:
+        factors = self.config.speed_factors
+        return factors[int(rng.integers(len(factors)))] if len(factors) > 1 else factors[0]
+
+    def _interferer_pool(self, rng: np.random.Generator, speaker: str, k: int) -> list[str]:
+        """Speakers other than the target; from the target's corpus or another one by ``p_cross_corpus`` (all
+        others when that side has fewer than ``k``)."""
+        pool = [s for s in self.speakers if s != speaker]
+        p_cross = self.config.p_cross_corpus
+        if p_cross is None or len(set(self._corpus_of.values())) < 2:
+            return pool
+        cross = bool(rng.random() < p_cross)
+        side = [s for s in pool if (self._corpus_of[s] != self._corpus_of[speaker]) == cross]
+        return side if len(side) >= k else pool
+
+    def _target_and_enrollment(
+        self, rng: np.random.Generator, speaker: str, speed: float = 1.0
+    ) -> tuple[_Source, _Source]:
         cfg, T, Te = self.config, self.config.segment_samples, self.config.enrollment_samples
         utts = self._utterances[speaker]
         target_utt = utts[int(rng.integers(len(utts)))]
         others = [u for u in utts if u.path != target_utt.path]
         grid = round(cfg.enrollment_grid_seconds * cfg.sample_rate)
         if cfg.enrollment_policy != "same-utterance" and others:
-            target = self._crop(rng, target_utt, T)
-            enrollment = self._crop(rng, others[int(rng.integers(len(others)))], Te, place=False)
+            target = self._crop(rng, target_utt, T, speed=speed)
+            enrollment = self._crop(rng, others[int(rng.integers(len(others)))], Te, place=False, speed=speed)
             if grid:
                 shift = enrollment.start - enrollment.start // grid * grid
                 enrollment.start, enrollment.stop, enrollment.on_grid = enrollment.start - shift, enrollment.stop - shift, True
             return target, enrollment
-        audio = self.audio(target_utt.path)
+        audio = self.audio(target_utt.path, speed)
         n = len(audio)
         enr_n = min(Te, n // 2)
         tgt_n = min(T, n - enr_n)
@@ -393,15 +457,15 @@ class MixtureSimulator(Dataset):
             snapped = -(-e0 // grid) * grid if grid else e0  # later on the grid: still after the target
             on_grid = bool(grid) and snapped + enr_n <= n
             e0 = snapped if on_grid else e0
-            target = _Source(target_utt.path, audio, t0, t0 + tgt_n, 0)
-            enrollment = _Source(target_utt.path, audio, e0, e0 + enr_n, 0, floor=e0, on_grid=on_grid)
+            target = _Source(target_utt.path, audio, t0, t0 + tgt_n, 0, speed=speed)
+            enrollment = _Source(target_utt.path, audio, e0, e0 + enr_n, 0, floor=e0, on_grid=on_grid, speed=speed)
         else:
             e0 = int(gaps[0])
             t0 = e0 + enr_n + int(gaps[1] - gaps[0])
             if grid:
                 e0 = e0 // grid * grid  # earlier on the grid: still before the target
-            target = _Source(target_utt.path, audio, t0, t0 + tgt_n, 0, floor=e0 + enr_n)
-            enrollment = _Source(target_utt.path, audio, e0, e0 + enr_n, 0, floor=e0, on_grid=bool(grid))
+            target = _Source(target_utt.path, audio, t0, t0 + tgt_n, 0, floor=e0 + enr_n, speed=speed)
+            enrollment = _Source(target_utt.path, audio, e0, e0 + enr_n, 0, floor=e0, on_grid=bool(grid), speed=speed)
         target.offset = self._place(rng, tgt_n, T)
         return target, enrollment
 
@@ -457,15 +521,17 @@ class MixtureSimulator(Dataset):
         T, Te = cfg.segment_samples, cfg.enrollment_samples
         rng = np.random.default_rng([self.seed, index])
         speaker = self.speakers[int(rng.integers(len(self.speakers)))]
-        target, enrollment_src = self._target_and_enrollment(rng, speaker)
+        speed = self._speed(rng)
+        target, enrollment_src = self._target_and_enrollment(rng, speaker, speed)
         lo, hi = cfg.interferer_range
         k = int(rng.integers(lo, hi + 1))
-        pool = [s for s in self.speakers if s != speaker]
+        pool = self._interferer_pool(rng, speaker, k)
         interferer_speakers = [pool[int(i)] for i in rng.choice(len(pool), size=k, replace=False)]
         interferers = []
         for s in interferer_speakers:
             utts = self._utterances[s]
-            interferers.append(self._crop(rng, utts[int(rng.integers(len(utts)))], T))
+            utt = utts[int(rng.integers(len(utts)))]
+            interferers.append(self._crop(rng, utt, T, speed=self._speed(rng)))
         sirs = [float(v) for v in rng.uniform(*cfg.sir_range, size=k)]
         absent = bool(rng.random() < cfg.p_absent)
 
@@ -536,6 +602,10 @@ class MixtureSimulator(Dataset):
             "index": index,
             "target_speaker": speaker,
             "interferers": interferer_speakers,
+            "target_corpus": self._corpus_of[speaker],
+            "interferer_corpora": [self._corpus_of[s] for s in interferer_speakers],
+            "speed": speed,
+            "interferer_speeds": [src.speed for src in interferers],
             "sir_db": sirs,
             "snr_db": snr,
             "rt60": rt60,
@@ -584,7 +654,7 @@ class MixtureSimulator(Dataset):
         augmented = cfg.enrollment_reverb or cfg.enrollment_noise != "none" or len(set(cfg.enrollment_gain_db)) > 1
         key = None
         if src.on_grid and not augmented:
-            key = f"{src.path}:{src.start}:{src.stop}:{cfg.sample_rate}"
+            key = f"{src.path}:{src.start}:{src.stop}:{cfg.sample_rate}" + (f":x{src.speed}" if src.speed != 1.0 else "")
             digest = hashlib.sha256(key.encode()).digest()
             level_rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))  # same key, same audio
         else:
@@ -642,7 +712,7 @@ def _fmt(values: Sequence[float]) -> str:
     return ";".join(f"{v:.3f}" for v in values)
 
 
-def _row(mixture_id: str, paths: dict[str, Path], s: dict[str, Any]) -> dict[str, Any]:
+def _row(mixture_id: str, paths: dict[str, Path], s: dict[str, Any], speeds: bool = False) -> dict[str, Any]:
     def opt(v: float) -> str:
         return "" if math.isnan(v) else f"{v:.3f}"
 
@@ -667,6 +737,9 @@ def _row(mixture_id: str, paths: dict[str, Path], s: dict[str, Any]) -> dict[str
         "interferer_offsets": ";".join(str(o) for o in s["interferer_offsets"]),
         "noise_sources": ";".join(s["noise_paths"]),
         "room": s["room"],
+        **({"target_corpus": s["target_corpus"], "interferer_corpora": ";".join(s["interferer_corpora"])}
+           if s["target_corpus"] else {}),
+        **({"speed": _fmt([s["speed"]]), "interferer_speeds": _fmt(s["interferer_speeds"])} if speeds else {}),
     }
 
 
@@ -780,7 +853,7 @@ def write_fixed_set(
             write_audio(paths["mixture_path"], s["mixture"].numpy(), config.sample_rate)
             write_audio(paths["enrollment_path"], s["enrollment"].numpy(), config.sample_rate)
             write_audio(paths["target_path"], s["target"].numpy(), config.sample_rate)
-            rows[mixture_id] = _row(mixture_id, paths, s)
+            rows[mixture_id] = _row(mixture_id, paths, s, speeds=len(config.speed_factors) > 1)
             written += 1
             if time.perf_counter() - last_flush > flush_seconds:
                 flush()

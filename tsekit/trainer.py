@@ -9,12 +9,17 @@ steps since that checkpoint and ends with the same weights as an uninterrupted o
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
+import os
+import random
 import shutil
+import tempfile
 import time
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +27,7 @@ from typing import Any
 from tsekit.errors import TsekitError
 from tsekit.io import atomic_open
 
-CHECKPOINTS, LATEST, METRICS = "checkpoints", "latest", "metrics.jsonl"
+CHECKPOINTS, LATEST, METRICS, LOCK = "checkpoints", "latest", "metrics.jsonl", ".lock"
 
 
 @dataclass(frozen=True)
@@ -120,26 +125,63 @@ def _restore_optimizer(optimizer: Any, tensors: Mapping[str, Any], meta: Mapping
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-def save_checkpoint(run_dir: Path, step: int, model: Any, optimizer: Any, meta: dict[str, Any], keep: int = 2) -> Path:
-    """Write ``checkpoints/step-N/`` completely, then point ``checkpoints/latest`` at it."""
+def _rng_state() -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every random generator a training step may draw from: torch (CPU and CUDA), numpy, Python."""
+    import numpy as np
     import torch
+
+    tensors = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = state
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    tensors["rng.numpy"] = torch.from_numpy(np.asarray(keys, dtype=np.int64))
+    version, internal, gauss_next = random.getstate()
+    meta = {"numpy": [kind, pos, has_gauss, gauss], "python": [version, list(internal), gauss_next]}
+    return tensors, meta
+
+
+def _restore_rng(tensors: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
+    import numpy as np
+    import torch
+
+    torch.set_rng_state(tensors["rng.torch"])
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            if f"rng.cuda.{i}" in tensors:
+                torch.cuda.set_rng_state(tensors[f"rng.cuda.{i}"], i)
+    if "rng.numpy" in tensors and "numpy" in meta:
+        kind, pos, has_gauss, gauss = meta["numpy"]
+        np.random.set_state((kind, tensors["rng.numpy"].numpy().astype(np.uint32), pos, has_gauss, gauss))
+    if "python" in meta:
+        version, internal, gauss_next = meta["python"]
+        random.setstate((version, tuple(internal), gauss_next))
+
+
+def save_checkpoint(run_dir: Path, step: int, model: Any, optimizer: Any, meta: dict[str, Any], keep: int = 2) -> Path:
+    """Write ``checkpoints/step-N/`` completely (in a uniquely named temporary folder), then point
+    ``checkpoints/latest`` at it."""
     from safetensors.torch import save
 
     from tsekit.checkpoint import save_model
 
     root = run_dir / CHECKPOINTS
+    root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:08d}"
-    tmp = root / f".tmp-step-{step:08d}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_model(model, tmp)
-    tensors, opt_meta = _optimizer_tensors(optimizer)
-    tensors["rng.torch"] = torch.get_rng_state()
-    with atomic_open(tmp / "state.safetensors", "wb") as fh:
-        fh.write(save(tensors))
-    with atomic_open(tmp / "state.json", "w", encoding="utf-8") as fh:
-        json.dump({**meta, "step": step, "optimizer": opt_meta}, fh, default=str)
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-step-{step:08d}-", dir=root))
+    try:
+        save_model(model, tmp)
+        tensors, opt_meta = _optimizer_tensors(optimizer)
+        rng_tensors, rng_meta = _rng_state()
+        with atomic_open(tmp / "state.safetensors", "wb") as fh:
+            fh.write(save({**tensors, **rng_tensors}))
+        with atomic_open(tmp / "state.json", "w", encoding="utf-8") as fh:
+            json.dump({**meta, "step": step, "optimizer": opt_meta, "rng": rng_meta}, fh, default=str)
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     with atomic_open(root / LATEST, "w", encoding="utf-8") as fh:
         fh.write(final.name)
     for old in sorted(p for p in root.glob("step-*") if p.name != final.name)[:-max(keep - 1, 0) or None]:
@@ -158,16 +200,70 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 def load_checkpoint(path: Path, model: Any, optimizer: Any) -> dict[str, Any]:
-    import torch
+    """Restore model, optimiser and random generators from one checkpoint; its metadata."""
     from safetensors.torch import load_file
 
     weights = load_file(str(path / "model.safetensors"))
-    model.load_state_dict(weights)
     tensors = load_file(str(path / "state.safetensors"))
     meta = json.loads((path / "state.json").read_text(encoding="utf-8"))
+    model.load_state_dict(weights)
     _restore_optimizer(optimizer, tensors, meta.pop("optimizer"))
-    torch.set_rng_state(tensors["rng.torch"])
-    return meta
+    _restore_rng(tensors, meta.pop("rng", {}))
+    return dict(meta)
+
+
+def resume_checkpoint(run_dir: Path, model: Any, optimizer: Any, warn: Callable[[str], None]) -> dict[str, Any] | None:
+    """Load the newest intact ``step-*`` checkpoint; damaged newer ones are named through ``warn`` and
+    skipped. None when there is no checkpoint; a TsekitError when none is intact."""
+    from safetensors import SafetensorError
+
+    root = run_dir / CHECKPOINTS
+    candidates = sorted(root.glob("step-*"), reverse=True)
+    for path in candidates:
+        try:
+            return load_checkpoint(path, model, optimizer)
+        except (SafetensorError, OSError, ValueError, KeyError, RuntimeError) as exc:
+            warn(f"{path}: damaged checkpoint ({type(exc).__name__}: {' '.join(str(exc).split())[:160]}); "
+                 "trying the one before")
+    if candidates:
+        raise TsekitError(f"{root}: no intact checkpoint to resume from; move the folder away to start over")
+    return None
+
+
+_HELD_LOCKS: dict[Path, int] = {}
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path, *, wait: bool = False) -> Iterator[None]:
+    """Hold ``run_dir/.lock`` (``flock``) while training there; re-entrant within a process. Another
+    process holding it is a TsekitError naming its pid, or, with ``wait``, waited for."""
+    import fcntl
+
+    key = run_dir.resolve()
+    if _HELD_LOCKS.get(key):
+        _HELD_LOCKS[key] += 1
+        try:
+            yield
+        finally:
+            _HELD_LOCKS[key] -= 1
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise TsekitError(f"{run_dir}: another tsekit train is running on this folder (pid {holder})") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        _HELD_LOCKS[key] = 1
+        try:
+            yield
+        finally:
+            del _HELD_LOCKS[key]
+    finally:
+        os.close(fd)  # releases the lock
 
 
 # -- the loop ----------------------------------------------------------------------------------------
@@ -190,13 +286,19 @@ def _log(path: Path, row: Mapping[str, Any]) -> None:
 
 
 def _truncate_log(path: Path, step: int) -> None:
-    """Drop rows a killed run wrote after its last checkpoint."""
+    """Drop rows a killed run wrote after its last checkpoint, and a line torn by a kill during an append."""
     if not path.is_file():
         return
-    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
+    keep = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and row.get("step", 0) <= step:
+            keep.append(line)
     with atomic_open(path, "w", encoding="utf-8") as fh:
         fh.write("".join(line + "\n" for line in keep))
-
 
 
 def validate(model: Any, batches: list[dict[str, Any]], device: Any) -> dict[str, float]:
@@ -262,7 +364,11 @@ class _Dist:
 
 
 class EmbeddingCache:
-    """Embeddings of a frozen encoder by enrollment key, so they are computed once (LRU)."""
+    """Embeddings of a frozen encoder by enrollment key, so they are computed once (LRU).
+
+    Each is computed alone: its bits then do not depend on the batch it first appeared in, so a
+    resumed run (whose cache starts empty) trains on the same embeddings as an uninterrupted one.
+    """
 
     def __init__(self, size: int = 4096) -> None:
         from collections import OrderedDict
@@ -277,18 +383,20 @@ class EmbeddingCache:
             self.misses += enrollment.shape[0]
             return model.enroll(enrollment, lengths)
         missing = [i for i, k in enumerate(keys) if k not in self.items]
-        if missing:
-            idx = torch.tensor(missing)
-            fresh = model.enroll(enrollment[idx], None if lengths is None else lengths[idx]).detach()
-            for i, emb in zip(missing, fresh, strict=True):
-                self.items[keys[i]] = emb
-                while len(self.items) > self.size:
-                    self.items.popitem(last=False)
+        for i in missing:
+            one = model.enroll(enrollment[i : i + 1], None if lengths is None else lengths[i : i + 1])
+            self.items[keys[i]] = one[0].detach()
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
         self.misses += len(missing)
         self.hits += len(keys) - len(missing)
         for k in keys:
             self.items.move_to_end(k)
         return torch.stack([self.items[k] for k in keys])
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, stacklevel=3)
 
 
 def fit(
@@ -302,19 +410,39 @@ def fit(
     run_meta: Mapping[str, Any] | None = None,
     device: str = "auto",
     on_progress: Callable[[dict[str, Any]], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` on ``dataset`` (items indexed deterministically) into ``run_dir``; resumes if possible.
 
     Under ``torchrun`` every rank takes ``batch_size`` items of each step (DDP averages the gradients);
-    rank 0 validates, logs and checkpoints. A frozen encoder's embeddings are cached by the items'
-    ``enrollment_key`` when the dataset provides one.
+    rank 0 validates, logs and checkpoints, holding the run lock (:func:`run_lock`). A frozen encoder's
+    embeddings are cached by the items' ``enrollment_key`` when the dataset provides one. A damaged
+    latest checkpoint is reported through ``on_warning`` and the one before it is resumed from.
     """
+    main = os.environ.get("RANK", "0") == "0"
+    with run_lock(Path(run_dir)) if main else contextlib.nullcontext():
+        return _fit(model, loss_fn, dataset, Path(run_dir), config, val_batches=val_batches, run_meta=run_meta,
+                    device=device, on_progress=on_progress, on_warning=on_warning or _warn)
+
+
+def _fit(
+    model: Any,
+    loss_fn: Any,
+    dataset: Any,
+    run_dir: Path,
+    config: LoopConfig,
+    *,
+    val_batches: list[dict[str, Any]] | None,
+    run_meta: Mapping[str, Any] | None,
+    device: str,
+    on_progress: Callable[[dict[str, Any]], None] | None,
+    on_warning: Callable[[str], None],
+) -> dict[str, Any]:
     import torch
 
     from tsekit.checkpoint import save_model
 
     dist = _Dist()
-    run_dir = Path(run_dir)
     if dist.main:
         run_dir.mkdir(parents=True, exist_ok=True)
     if device == "auto":
@@ -339,27 +467,30 @@ def fit(
     cache = EmbeddingCache() if model.encoder.frozen else None
 
     step, elapsed, cpu_elapsed, best, bad_vals, history = 0, 0.0, 0.0, -math.inf, 0, []
+    window: list[float] = []  # train losses since the last log row
     torch.manual_seed(config.seed)
-    ckpt = latest_checkpoint(run_dir)
-    if ckpt is not None:
-        meta = load_checkpoint(ckpt, model, optimizer)
+    if dist.main:
+        for stale in (run_dir / CHECKPOINTS).glob(".tmp-step-*"):  # a checkpoint write that was killed
+            shutil.rmtree(stale, ignore_errors=True)
+    meta = resume_checkpoint(run_dir, model, optimizer, on_warning)
+    if meta is not None:
         step, elapsed, best, bad_vals = meta["step"], meta["elapsed_s"], meta["best"], meta["bad_vals"]
         cpu_elapsed = float(meta.get("cpu_s", 0.0))
         history = meta.get("history", [])
-        if dist.main:
-            _truncate_log(log_path, step)
+        window = [float(x) for x in meta.get("log_window", [])]
+    if dist.main:
+        _truncate_log(log_path, step)
     per_micro = config.batch_size * dist.world
     per_step = per_micro * opt_cfg.grad_accum
     started, cpu_started = time.monotonic(), time.process_time()
     stop_reason = "max_steps"
-    window: list[float] = []
 
     def checkpoint() -> None:
         if dist.main:
             save_checkpoint(
                 run_dir, step, model, optimizer,
                 {"elapsed_s": elapsed + time.monotonic() - started, "cpu_s": cpu_now(), "best": best, "bad_vals": bad_vals,
-                 "history": history, **(run_meta or {})},
+                 "history": history, "log_window": window, **(run_meta or {})},
                 keep=config.keep_checkpoints,
             )
 
@@ -394,9 +525,10 @@ def fit(
                 else:
                     estimate = net(mixture, enrollment, batch.get("enrollment_lengths"))
                 extras: dict[str, Any] = {"mixture": mixture, "sample_rate": model.sample_rate}
-                scales = getattr(model.backbone, "last_scales", None)
-                if scales is not None:
-                    extras["scales"] = scales
+                for extra in ("scales", "sources"):  # SpEx+'s last_scales, sepselect's last_sources
+                    value = getattr(model.backbone, f"last_{extra}", None)
+                    if value is not None:
+                        extras[extra] = value
                 loss = loss_fn(estimate.float(), target.float(), **extras) / opt_cfg.grad_accum
             scaler.scale(loss).backward()
             total += float(loss.detach())

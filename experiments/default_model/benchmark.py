@@ -1,7 +1,13 @@
 """Benchmark a model (by default the shipped default) on held-out test speakers: quality and speed.
 
 Run: python experiments/default_model/benchmark.py [--model DIR] [--corpus ../shared/data/librispeech-mini/train-clean-100.csv]
-     [--num 200] [--seconds 4] [--out runs/bench_default] [--threads 2] [--speakers a,b,c]
+     [--corpus DATA/speechocean762.csv] [--num 200] [--seconds 4] [--out runs/bench_default] [--threads 2]
+     [--speakers a,b,c]
+
+With several ``--corpus``, each corpus's test speakers get a test set of their own (``OUT/list-<corpus>``), and a
+cross-corpus set (target from one corpus, interferer from another) is added as a slice; the first corpus's set
+is also reported at the top level. Where the corpus knows the speakers' genders, each set is also split into
+same- and different-gender pairs.
 
 1. A fixed list of ``--num`` mixtures (one interferer, SIR -5..5 dB, 16 kHz) is simulated once from the test
    speakers only (the model's ``card.json`` ``test_speakers``, or ``--speakers``); the target and the
@@ -67,15 +73,16 @@ def resolve_speakers(model_dir: str | Path, speakers: str | None = None) -> list
     return found
 
 
-def simulation_config(seconds: float, enrollment_seconds: float) -> Any:
+def simulation_config(seconds: float, enrollment_seconds: float, p_cross_corpus: float | None = None) -> Any:
     from tsekit.simulate import SimulationConfig
 
     return SimulationConfig(sample_rate=SAMPLE_RATE, segment_seconds=seconds, enrollment_seconds=enrollment_seconds,
-                            num_interferers=1, sir_range=(-5.0, 5.0))
+                            num_interferers=1, sir_range=(-5.0, 5.0), p_cross_corpus=p_cross_corpus)
 
 
-def simulate_list(corpus_path: str | Path, speakers: list[str], out: str | Path, num: int, seconds: float,
-                  enrollment_seconds: float = 4.0, seed: int = 0) -> dict[str, Any]:
+def simulate_list(corpus_path: str | Path | list[str], speakers: list[str], out: str | Path, num: int,
+                  seconds: float, enrollment_seconds: float = 4.0, seed: int = 0,
+                  p_cross_corpus: float | None = None) -> dict[str, Any]:
     """Write the fixed list of test-speaker mixtures (kept when rerun with the same settings)."""
     from tsekit.corpus import load_corpus
     from tsekit.errors import TsekitError
@@ -87,7 +94,8 @@ def simulate_list(corpus_path: str | Path, speakers: list[str], out: str | Path,
         raise TsekitError(f"{corpus_path}: has no speaker {', '.join(missing[:5])}"
                           f"{f' (and {len(missing) - 5} more)' if len(missing) > 5 else ''}")
     subset = corpus.subset(speakers)
-    summary = write_fixed_set(subset, out, num, simulation_config(seconds, enrollment_seconds), seed=seed)
+    config = simulation_config(seconds, enrollment_seconds, p_cross_corpus)
+    summary = write_fixed_set(subset, out, num, config, seed=seed)
     summary["utterances"] = len(subset.utterances)
     return summary
 
@@ -113,6 +121,23 @@ def check_disjoint(list_path: str | Path) -> dict[str, Any]:
         raise TsekitError(f"{list_path}: {overlapping} enrollments overlap their target segment and "
                           f"{self_interfering} mixtures use the target as interferer; the benchmark would be invalid")
     return report
+
+
+def gender_slices(corpus: Any, list_path: str | Path, metrics_csv: str | Path) -> dict[str, Any] | None:
+    """Mean SI-SDRi and confusion rate of same- and different-gender pairs (None when genders are unknown)."""
+    gender = {u.speaker: u.gender for u in corpus.utterances}
+    with open(list_path, newline="", encoding="utf-8") as fh:
+        pairs = {r["mixture_id"]: (r["target_speaker"], r["interferers"].split(";")[0]) for r in csv.DictReader(fh)}
+    if not all(gender.get(t) and gender.get(i) for t, i in pairs.values()):
+        return None
+    with open(metrics_csv, newline="", encoding="utf-8") as fh:
+        scores = {r["mixture_id"]: float(r["si-sdri"]) for r in csv.DictReader(fh)}
+    out: dict[str, Any] = {}
+    for name, same in (("same_gender", True), ("different_gender", False)):
+        values = [scores[m] for m, (t, i) in pairs.items() if m in scores and (gender[t] == gender[i]) is same]
+        out[name] = {"n": len(values), "si_sdri": statistics.fmean(values) if values else None,
+                     "confusion_rate": sum(v < 0 for v in values) / len(values) if values else None}
+    return out
 
 
 def evaluate(extractor: Any, list_path: str | Path, out: str | Path) -> dict[str, Any]:
@@ -237,32 +262,79 @@ def report_markdown(bench: dict[str, Any]) -> str:
         f"{s['enrollment_seconds']:g} s {s['enroll_s'] * 1000:.0f} ms (model rate {s['model_sample_rate']} Hz)."),
         "",
     ]
+    if len(bench.get("sets") or {}) > 1:
+        lines += ["## Test sets and slices", "",
+                  ("| set | speakers | enrollment from another utterance | SI-SDRi (dB) | confusion | PESQ | STOI "
+                  "| same gender: SI-SDRi / confusion | different gender: SI-SDRi / confusion |"),
+                  "|---|---:|---:|---:|---:|---:|---:|---|---|"]
+        for name, t in bench["sets"].items():
+            tq, td, g = t["quality"], t["disjoint"], t["genders"] or {}
+
+            def cell(part: dict[str, Any] | None) -> str:
+                if not part or part["si_sdri"] is None:
+                    return "–"
+                return f"{part['si_sdri']:.2f} / {100 * part['confusion_rate']:.1f} % (n={part['n']})"
+
+            other = td["mixtures"] - td["enrollment_from_target_utterance"]
+            lines.append(f"| {name} | {len(t['speakers'])} | {other} of {td['mixtures']} | {tq['si_sdri']:.2f} "
+                         f"| {100 * tq['confusion_rate']:.1f} % | {tq['pesq']:.2f} | {tq['stoi']:.3f} "
+                         f"| {cell(g.get('same_gender'))} | {cell(g.get('different_gender'))} |")
+        lines.append("")
     return "\n".join(lines)
 
 
-def run_benchmark(model: str | Path | None, corpus: str | Path, out: str | Path, *, num: int = 200,
+def test_sets(corpora: list[str], speakers: list[str]) -> list[dict[str, Any]]:
+    """One set per corpus (its test speakers), plus a cross-corpus set when there are several corpora."""
+    from tsekit.corpus import load_corpus
+
+    sets = []
+    for path in corpora:
+        corpus = load_corpus(path)
+        label = corpus.corpora[0] or Path(path).stem if len(corpus.corpora) == 1 else Path(path).stem
+        mine = [s for s in speakers if s in set(corpus.speakers)]
+        sets.append({"name": label, "corpus": path, "speakers": mine, "p_cross_corpus": None})
+    if len(corpora) > 1:
+        sets.append({"name": "cross-corpus", "corpus": list(corpora), "speakers": [s for t in sets for s in t["speakers"]],
+                     "p_cross_corpus": 1.0})
+    return sets
+
+
+def run_benchmark(model: str | Path | None, corpus: str | Path | list[str], out: str | Path, *, num: int = 200,
                   seconds: float = 4.0, enrollment_seconds: float = 4.0, threads: int = 2, speakers: str | None = None,
                   rtf_num: int = 10, rtf_seconds: float = 10.0, seed: int = 0, command: str = "") -> dict[str, Any]:
+    from tsekit.corpus import load_corpus
     from tsekit.inference import load_model
     from tsekit.io import atomic_open, json_safe
 
     model_dir = Path(model) if model else default_model_dir()
     test_speakers = resolve_speakers(model_dir, speakers)
     out = Path(out)
-    simulated = simulate_list(corpus, test_speakers, out / "list", num, seconds, enrollment_seconds, seed)
-    disjoint = check_disjoint(simulated["list"])
+    corpora = [str(corpus)] if isinstance(corpus, str | Path) else [str(c) for c in corpus]
     extractor = load_model(model_dir)
-    started = time.perf_counter()
-    quality = evaluate(extractor, simulated["list"], out / "eval")
-    eval_s = time.perf_counter() - started
-    speed = measure_rtf(extractor, simulated["list"], num=rtf_num, seconds=rtf_seconds, threads=threads)
+    sets: dict[str, dict[str, Any]] = {}
+    speed: dict[str, Any] = {}
+    for spec in test_sets(corpora, test_speakers):
+        folder = out if len(corpora) == 1 else out / spec["name"]
+        simulated = simulate_list(spec["corpus"], spec["speakers"], folder / "list", num, seconds, enrollment_seconds,
+                                  seed, p_cross_corpus=spec["p_cross_corpus"])
+        started = time.perf_counter()
+        quality = evaluate(extractor, simulated["list"], folder / "eval")
+        if not speed:
+            speed = measure_rtf(extractor, simulated["list"], num=rtf_num, seconds=rtf_seconds, threads=threads)
+        sets[spec["name"]] = {
+            "corpus": spec["corpus"], "speakers": spec["speakers"], "list": simulated["list"],
+            "disjoint": check_disjoint(simulated["list"]), "quality": quality,
+            "genders": gender_slices(load_corpus(spec["corpus"]), simulated["list"], folder / "eval" / "metrics.csv"),
+            "eval_seconds": time.perf_counter() - started, "verdicts": verdicts(quality, speed),
+        }
+    first = next(iter(sets.values()))
     bench = {
-        "command": command, "model": str(model_dir), "corpus": str(corpus), "speakers": test_speakers,
-        "num": num, "seconds": seconds, "enrollment_seconds": enrollment_seconds, "seed": seed,
-        "list": simulated["list"], "disjoint": disjoint, "quality": quality, "speed": speed,
-        "eval_seconds": eval_s, "machine": machine(), "targets": TARGETS,
+        "command": command, "model": str(model_dir), "corpus": corpora[0] if len(corpora) == 1 else corpora,
+        "speakers": first["speakers"], "num": num, "seconds": seconds, "enrollment_seconds": enrollment_seconds,
+        "seed": seed, "list": first["list"], "disjoint": first["disjoint"], "quality": first["quality"],
+        "speed": speed, "eval_seconds": first["eval_seconds"], "machine": machine(), "targets": TARGETS,
+        "verdicts": first["verdicts"], "sets": sets,
     }
-    bench["verdicts"] = verdicts(quality, speed)
     with atomic_open(out / "bench.json", "w", encoding="utf-8") as fh:
         json.dump(json_safe(bench), fh, indent=2, default=str)
     with atomic_open(out / "bench.md", "w", encoding="utf-8") as fh:
@@ -276,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="model or run folder (default: the shipped default model)")
-    parser.add_argument("--corpus", default=DEFAULT_CORPUS)
+    parser.add_argument("--corpus", action="append", help=f"repeat for several test sets (default {DEFAULT_CORPUS})")
     parser.add_argument("--speakers", default=None, help="comma-separated test speakers (default: the card's)")
     parser.add_argument("--num", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=4.0)
@@ -292,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)  # for the evaluation too: more threads than free cores spin-wait
     try:
-        bench = run_benchmark(args.model, args.corpus, args.out, num=args.num, seconds=args.seconds,
+        bench = run_benchmark(args.model, args.corpus or [DEFAULT_CORPUS], args.out, num=args.num, seconds=args.seconds,
                               enrollment_seconds=args.enrollment_seconds, threads=args.threads,
                               speakers=args.speakers, rtf_num=args.rtf_num, rtf_seconds=args.rtf_seconds,
                               seed=args.seed, command=command)

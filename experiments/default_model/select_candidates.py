@@ -2,7 +2,10 @@
 machine does not skew it) on the same data and seed, then plot validation SI-SDRi against CPU time
 (`curves.png`, `candidates.json`).
 
-Run: python experiments/default_model/select_candidates.py --corpus ../shared/data/librispeech-mini/train-clean-100.csv
+Run (v1, issue 8): python experiments/default_model/select_candidates.py --corpus ../shared/data/librispeech-mini/train-clean-100.csv
+Run (v2, issue 14: librispeech-mini + speechocean762, augmentation):
+    python experiments/default_model/select_candidates.py --recipe v2 --out runs/select_v2 \
+        --corpus ../shared/data/librispeech-mini/train-clean-100.csv --corpus DATA/speechocean762.csv
 Re-running resumes unfinished candidates and skips finished ones.
 """
 
@@ -13,6 +16,9 @@ import copy
 import json
 from pathlib import Path
 from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
 
 COMMON: dict[str, Any] = {
     "loss": "si-sdr",
@@ -34,19 +40,43 @@ CANDIDATES: dict[str, dict[str, Any]] = {
                                   "backbone_options": {"kernel_size": 64, "stride": 32}},
 }
 
+# v2: the data, test speakers and augmentation of experiments/default_model/train_v2.yaml; every candidate a
+# `tsekit train` config (model section, plus any other overrides under "extra").
+V2_SB = {"encoder": "dvector", "fusion": "multiply", "backbone": "speakerbeam", "adapt_layers": "default",
+         "preset": "small"}
+V2_CANDIDATES: dict[str, dict[str, Any]] = {
+    "sb-small-warm": {"model": V2_SB, "extra": {"train": {"init_from": str(REPO / "tsekit/models/default")}}},
+    "sb-small": {"model": V2_SB},
+    "sepselect-small": {"model": {"encoder": "dvector", "fusion": None, "backbone": "sepselect",
+                                  "adapt_layers": "none", "preset": "small"}, "extra": {"loss": "pit-si-sdr"}},
+    "bsrnn-small": {"model": {"encoder": "dvector", "fusion": None, "backbone": "bsrnn", "adapt_layers": "default",
+                              "preset": "small"}},
+    "sb-small-8k": {"model": {**V2_SB, "backbone_options": {"sample_rate": 8000, "kernel_size": 16, "stride": 8}}},
+    "sb-large": {"model": {**V2_SB, "backbone_options": {"hid_chan": 512, "n_repeats": 3}}},
+    "sb-small-noaug": {"model": V2_SB, "extra": {"data": {"simulation": {"speed_factors": [1.0], "p_cross_corpus": None,
+                                                                          "level_db_range": [-30, -20]}}}},
+}
+RECIPES = {"v1": CANDIDATES, "v2": V2_CANDIDATES}
 
-def config_for(name: str, corpus: str) -> dict[str, Any]:
+
+def config_for(name: str, corpus: list[str], recipe: str = "v1") -> dict[str, Any]:
     from tsekit.experiment import load_config
 
-    extra = copy.deepcopy(COMMON)
-    extra["model"] = CANDIDATES[name]
-    extra["data"]["corpus"] = corpus
-    return load_config(None, extra)
+    if recipe == "v1":
+        extra = copy.deepcopy(COMMON)
+        extra["model"] = CANDIDATES[name]
+        extra["data"]["corpus"] = corpus[0] if len(corpus) == 1 else corpus
+        return load_config(None, extra)
+    candidate = V2_CANDIDATES[name]
+    config = load_config(HERE / "train_v2.yaml", {"model": candidate["model"], **copy.deepcopy(candidate.get("extra", {}))})
+    config["data"]["corpus"] = corpus
+    config["train"].update({"max_steps": 20000, "val_every": 150, "optim": {**config["train"]["optim"], "warmup_steps": 100}})
+    return config
 
 
-def curves(out: Path) -> dict[str, list[dict[str, float]]]:
+def curves(out: Path, names: list[str]) -> dict[str, list[dict[str, float]]]:
     found: dict[str, list[dict[str, float]]] = {}
-    for name in CANDIDATES:
+    for name in names:
         log = out / name / "metrics.jsonl"
         if log.is_file():
             rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
@@ -71,9 +101,36 @@ def plot(found: dict[str, list[dict[str, float]]], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def common_validation(out: Path, names: list[str], corpus: list[str], rate: int = 16000) -> dict[str, dict[str, Any]]:
+    """Score every finished candidate's ``best/`` on one fixed list of the validation speakers' mixtures at
+    ``rate`` (an 8 kHz model extracts at 8 kHz and is scored on its output resampled back), so candidates at
+    different rates compare on the same signals. Cached per candidate in ``val16k.json``."""
+    from tsekit.evaluate import evaluate_list
+    from tsekit.experiment import datasets
+    from tsekit.inference import load_model
+    from tsekit.simulate import write_fixed_set
+
+    finished = [n for n in names if (out / n / "result.json").is_file() and (out / n / "best").is_dir()]
+    if not finished:
+        return {}
+    config = config_for(finished[0], corpus, "v2")
+    _, val_set = datasets(config, rate, 1)
+    listing = write_fixed_set(val_set.corpus, out / "val16k", len(val_set), val_set.config, seed=val_set.seed)["list"]
+    scores: dict[str, dict[str, Any]] = {}
+    for name in finished:
+        cached = out / name / "val16k.json"
+        if not cached.is_file():
+            result = evaluate_list(load_model(out / name / "best"), listing, out / name / "val16k",
+                                   metrics=["si-sdr", "si-sdri", "confusion"])
+            cached.write_text(json.dumps({k: result[k] for k in ("n", "si_sdri", "confusion_rate")}, indent=2))
+        scores[name] = json.loads(cached.read_text())
+    return scores
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--corpus", required=True)
+    parser.add_argument("--corpus", required=True, action="append", help="repeat for several corpora")
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default="v1")
     parser.add_argument("--out", default="runs/select")
     parser.add_argument("--cpu-minutes", type=float, default=40.0, help="per candidate (20 min on 2 cores)")
     parser.add_argument("--only", nargs="*", default=None)
@@ -82,7 +139,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="candidates trained at once, each in its own process")
     args = parser.parse_args()
     out = Path(args.out)
-    names = args.only or list(CANDIDATES)
+    names = args.only or list(RECIPES[args.recipe])
     if args.jobs > 1 and len(names) > 1:
         import subprocess
         import sys
@@ -92,8 +149,9 @@ def main() -> None:
         while pending or running:
             while pending and len(running) < args.jobs:
                 name = pending.pop(0)
-                cmd = [sys.executable, __file__, "--corpus", args.corpus, "--out", str(out), "--cpu-minutes",
-                       str(args.cpu_minutes), "--threads", str(args.threads), "--jobs", "1", "--only", name]
+                cmd = [sys.executable, __file__, *(a for c in args.corpus for a in ("--corpus", c)), "--out", str(out),
+                       "--cpu-minutes", str(args.cpu_minutes), "--threads", str(args.threads), "--jobs", "1",
+                       "--recipe", args.recipe, "--only", name]
                 running.append(subprocess.Popen(cmd))
             time.sleep(5)
             running = [p for p in running if p.poll() is None]
@@ -107,14 +165,17 @@ def main() -> None:
         run = out / name
         if (run / "result.json").is_file():
             continue
-        config = config_for(name, args.corpus)
+        config = config_for(name, args.corpus, args.recipe)
         config["train"]["max_cpu_time"] = args.cpu_minutes * 60
         print(f"{name}: training up to {args.cpu_minutes:.0f} CPU minutes", flush=True)
         tsekit.train(config, run, on_progress=lambda row, n=name: print(n, json.dumps(row), flush=True))
-    found = curves(out)
+    found = curves(out, list(RECIPES[args.recipe]))
     summary = {name: {"best_si_sdri": max((r["si_sdri"] for r in rows), default=None),
                       "steps": rows[-1]["step"] if rows else 0,
                       "cpu_h": rows[-1].get("cpu_s", 0) / 3600 if rows else 0} for name, rows in found.items()}
+    if args.recipe == "v2" and not args.only:
+        for name, score in common_validation(out, list(RECIPES["v2"]), args.corpus).items():
+            summary[name]["val16k"] = score
     (out / "candidates.json").write_text(json.dumps(summary, indent=2))
     plot(found, out / "curves.png")
     print(json.dumps(summary, indent=2))

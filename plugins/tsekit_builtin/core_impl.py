@@ -10,6 +10,7 @@ from tsekit.nn import SpeakerEncoder
 
 class PrecomputedEncoder(SpeakerEncoder):
     frozen = True
+    embeds_audio = False
 
     def __init__(self, config: Any) -> None:
         super().__init__()

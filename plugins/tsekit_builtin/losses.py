@@ -4,6 +4,8 @@
 - ``snr``: negative SNR in dB.
 - ``spectral-mse``: MSE of power-law compressed STFT magnitudes (|X|^0.3; VoiceFilter, Wang et al. 2019).
 - ``multiscale-si-sdr``: SpEx+'s weighted SI-SDR over its short/middle/long decoder outputs (0.8, 0.1, 0.1).
+- ``pit-si-sdr``: permutation-invariant SI-SDR of two separated ``sources`` against ``[target, mixture − target]``
+  (``sepselect``); without noise the second reference is the interferers' image, with noise it includes the noise.
 - ``speaker-ce``: auxiliary speaker classification cross-entropy, optionally AAM-softmax.
 - ``weighted``: a weighted sum of other registered losses (see :func:`tsekit.losses.parse_loss`).
 
@@ -31,6 +33,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "snr": (),
     "spectral-mse": ("sample_rate",),
     "multiscale-si-sdr": ("scales",),
+    "pit-si-sdr": ("sources", "mixture"),
     "speaker-ce": ("speaker_logits", "speaker_ids"),
 }
 
@@ -161,6 +164,14 @@ def tsekit_register_losses(register: Any) -> None:
         capabilities=_caps("multiscale-si-sdr", "Σ_i w_i · neg. SI-SDR(scales[:, i], target) (SpEx+)"),
         aliases=("ms-si-sdr",),
         summary="SpEx+ multi-scale negative SI-SDR over the scales extra",
+    )
+    register(
+        "pit-si-sdr",
+        f"{IMPL}:PITSISDRLoss",
+        config=SignalLossConfig,
+        capabilities=_caps("pit-si-sdr", "mean neg. SI-SDR of sources vs (target, mixture − target), best of 2 orders"),
+        aliases=("pit",),
+        summary="permutation-invariant negative SI-SDR over the sources extra (separate-then-select)",
     )
     register(
         "speaker-ce",

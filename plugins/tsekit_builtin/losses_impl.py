@@ -115,6 +115,28 @@ class MultiScaleSISDRLoss(SISDRLoss):
         return total
 
 
+class PITSISDRLoss(SISDRLoss):
+    """Permutation-invariant: per row, the better of the two assignments of ``sources[:, 0:2]`` to
+    ``(target, mixture − target)``, each scored as the mean negative SI-SDR of its two pairs (silent
+    references as in ``si-sdr``); ``estimate`` is not used."""
+
+    needs = NEEDS["pit-si-sdr"]
+    name = "pit-si-sdr"
+
+    def forward(self, estimate: Tensor, target: Tensor, **extras: Any) -> Tensor:
+        sources: Tensor = extras["sources"]
+        if sources.dim() != 3 or sources.shape[1] != 2 or sources.shape[::2] != target.shape:
+            raise TsekitError(
+                f"loss '{self.name}': sources must be [B, 2, T] for target {tuple(target.shape)}, "
+                f"got {tuple(sources.shape)}"
+            )
+        mixture: Tensor = extras["mixture"].reshape(target.shape)
+        rest = mixture - target
+        target_first = self.rows(sources[:, 0], target, mixture) + self.rows(sources[:, 1], rest, mixture)
+        target_second = self.rows(sources[:, 1], target, mixture) + self.rows(sources[:, 0], rest, mixture)
+        return (torch.minimum(target_first, target_second) / 2).mean()
+
+
 class SpectralMSELoss(Loss):
     """VoiceFilter's loss: MSE between ``|STFT|^p`` of estimate and target (p = 0.3), at ``sample_rate``."""
 

@@ -10,8 +10,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from tsekit.cli.commands import user_errors
-
 if TYPE_CHECKING:
     from tsekit.cli import State
 
@@ -19,13 +17,13 @@ Multi = list[str] | None
 
 
 def install(app: typer.Typer, state: State) -> None:
-    @app.command("ablate")
+    @app.command("ablate", epilog=state.names_epilog("encoder", "fusion", "backbone", "selector"))
     def ablate_cmd(
-        encoder: Annotated[Multi, typer.Option("--encoder", "-e", help="Speaker encoders: dvector,ecapa (comma-separated and/or repeated).")] = None,
-        fusion: Annotated[Multi, typer.Option("--fusion", "-f", help="Fusions: concat,add,multiply,film,attention (default: the backbone paper's).")] = None,
+        encoder: Annotated[Multi, typer.Option("--encoder", "-e", help="Speaker encoders, comma-separated and/or repeated (registered names below).")] = None,
+        fusion: Annotated[Multi, typer.Option("--fusion", "-f", help="Fusions (default: the backbone paper's).")] = None,
         backbone: Annotated[Multi, typer.Option("--backbone", "--extractor", "-b", help="Extraction backbones.")] = None,
         adapt_layer: Annotated[Multi, typer.Option("--adapt-layer", "-a", help="Adaptation sites per cell: default, first, last, all, every:N, 7, tcn.7; join several sites of one cell with + (0+7).")] = None,
-        selector: Annotated[Multi, typer.Option("--selector", help="Reference selectors used at evaluation (first, longest, mean, cluster).")] = None,
+        selector: Annotated[Multi, typer.Option("--selector", help="Reference selectors used at evaluation.")] = None,
         seed: Annotated[Multi, typer.Option("--seed", help="Seeds: 0,1,2.")] = None,
         set_: Annotated[Multi, typer.Option("--set", help="Any config field as an axis: train.optim.lr=1e-3,3e-3.")] = None,
         budget: Annotated[str, typer.Option(help="Per-cell training budget: 2000steps or a duration (90s, 10m, 1h).")] = "2000steps",
@@ -51,54 +49,53 @@ def install(app: typer.Typer, state: State) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print the cells or results as JSON.")] = False,
     ) -> None:
         """Train and evaluate every cell of a grid with the same budget, data and seed; report the table and plots."""
-        with user_errors():
-            from tsekit.ablation import ablate
+        from tsekit.ablation import ablate
 
-            reg = state.registry()
-            console = _wide_console()
-            err = _err_console()
+        reg = state.registry()
+        console = _wide_console()
+        err = _err_console()
 
-            def event(kind: str, data: dict[str, Any]) -> None:
-                if as_json:
-                    return
-                if kind == "prepare":
-                    err.print(f"preparing data and the evaluation list in {data['out']} …")
-                elif kind == "start":
-                    err.print(f"{data['cells']} cells ({data['pruned']} pruned), seeds {data['seeds']}: "
-                              f"{data['jobs']} to run on the {data['executor']} executor")
-                elif kind == "skip":
-                    err.print(f"  done already: {data['cell']} seed {data['seed']}")
-                elif kind == "cell":
-                    row = data["row"]
-                    err.print(f"  [{data['done']}/{data['total']}] {row['cell']} seed {row['seed']}: SI-SDRi "
-                              f"{row['si_sdri']:.2f} dB, {row['steps']} steps in {row['train_time_s']:.0f} s")
-                elif kind == "failed":
-                    err.print(f"  [{data['done']}/{data['total']}] {data['cell']} seed {data['seed']} FAILED: {data['error']}")
-
-            result = ablate(
-                encoders=encoder or (), fusions=fusion or (), backbones=backbone or (), adapt_layers=adapt_layer or (),
-                selectors=selector or (), seeds=seed or ("0",), sets=list(set_ or []), budget=budget, out=out,
-                experiment=experiment, overrides=list(override or []), preset=preset, corpus=corpus,
-                eval_list=eval_list, eval_size=eval_size, eval_speakers=eval_speakers, eval_seconds=eval_seconds,
-                executor=executor, workers=workers, gpus=gpus, per_gpu=per_gpu, ray_address=ray_address,
-                cpus_per_cell=cpus_per_cell, device=device, resume=resume, baseline=baseline, dry_run=dry_run,
-                command=shlex.join(["tsekit", *sys.argv[1:]]) if sys.argv[0].endswith("tsekit") else None,
-                registry=reg, on_event=event,
-            )
-            if dry_run:
-                _print_cells(console, result, as_json)
-                return
+        def event(kind: str, data: dict[str, Any]) -> None:
             if as_json:
-                typer.echo(json.dumps({"out": str(result.out), "rows": result.rows, "failed": result.failed,
-                                       "pruned": [p.__dict__ for p in result.pruned],
-                                       "wall_time_s": result.wall_time_s}, indent=2, default=str))
-            else:
-                _print_summary(console, result.out)
-                for p in result.pruned:
-                    err.print(f"pruned: {p.label}: {p.reason}")
-                err.print(f"wall time {result.wall_time_s:.0f} s; report: {result.report.get('report', '—')}")
-            if result.failed:
-                raise typer.Exit(1)
+                return
+            if kind == "prepare":
+                err.print(f"preparing data and the evaluation list in {data['out']} …")
+            elif kind == "start":
+                err.print(f"{data['cells']} cells ({data['pruned']} pruned), seeds {data['seeds']}: "
+                          f"{data['jobs']} to run on the {data['executor']} executor")
+            elif kind == "skip":
+                err.print(f"  done already: {data['cell']} seed {data['seed']}")
+            elif kind == "cell":
+                row = data["row"]
+                err.print(f"  [{data['done']}/{data['total']}] {row['cell']} seed {row['seed']}: SI-SDRi "
+                          f"{row['si_sdri']:.2f} dB, {row['steps']} steps in {row['train_time_s']:.0f} s")
+            elif kind == "failed":
+                err.print(f"  [{data['done']}/{data['total']}] {data['cell']} seed {data['seed']} FAILED: {data['error']}")
+
+        result = ablate(
+            encoders=encoder or (), fusions=fusion or (), backbones=backbone or (), adapt_layers=adapt_layer or (),
+            selectors=selector or (), seeds=seed or ("0",), sets=list(set_ or []), budget=budget, out=out,
+            experiment=experiment, overrides=list(override or []), preset=preset, corpus=corpus,
+            eval_list=eval_list, eval_size=eval_size, eval_speakers=eval_speakers, eval_seconds=eval_seconds,
+            executor=executor, workers=workers, gpus=gpus, per_gpu=per_gpu, ray_address=ray_address,
+            cpus_per_cell=cpus_per_cell, device=device, resume=resume, baseline=baseline, dry_run=dry_run,
+            command=shlex.join(["tsekit", *sys.argv[1:]]) if sys.argv[0].endswith("tsekit") else None,
+            registry=reg, on_event=event,
+        )
+        if dry_run:
+            _print_cells(console, result, as_json)
+            return
+        if as_json:
+            typer.echo(json.dumps({"out": str(result.out), "rows": result.rows, "failed": result.failed,
+                                   "pruned": [p.__dict__ for p in result.pruned],
+                                   "wall_time_s": result.wall_time_s}, indent=2, default=str))
+        else:
+            _print_summary(console, result.out)
+            for p in result.pruned:
+                err.print(f"pruned: {p.label}: {p.reason}")
+            err.print(f"wall time {result.wall_time_s:.0f} s; report: {result.report.get('report', '—')}")
+        if result.failed:
+            raise typer.Exit(1)
 
     @app.command("report")
     def report_cmd(
@@ -106,29 +103,28 @@ def install(app: typer.Typer, state: State) -> None:
         baseline: Annotated[str | None, typer.Option(help="Cell (label or hash) for paired differences.")] = None,
     ) -> None:
         """Rebuild the table, plots and report.md of an ablation folder (also while it still runs)."""
-        with user_errors():
-            from tsekit.errors import TsekitError
-            from tsekit.report import load_rows, write_report
+        from tsekit.errors import TsekitError
+        from tsekit.report import load_rows, write_report
 
-            folder = Path(out)
-            spec_path = folder / "ablation.json"
-            if not spec_path.is_file():
-                raise TsekitError(f"{folder}: not an ablation folder (no ablation.json)")
-            spec = json.loads(spec_path.read_text(encoding="utf-8"))
-            rows = load_rows(folder)
-            if not rows:
-                raise TsekitError(f"{folder}: no finished cells yet")
-            base = spec.get("baseline")
-            if baseline is not None:
-                match = [r["cell_hash"] for r in rows if baseline in (r["cell"], r["cell_hash"])]
-                if not match:
-                    raise TsekitError(f"--baseline {baseline!r}: no such cell in {folder}")
-                base = match[0]
-            paths = write_report(folder, rows, baseline=base, pruned=spec.get("pruned", ()),
-                                 meta={"command": spec.get("command"), "budget": spec.get("budget"),
-                                       "eval list": spec.get("eval_list")})
-            _print_summary(_wide_console(), folder)
-            _err_console().print(f"report: {paths.get('report')}")
+        folder = Path(out)
+        spec_path = folder / "ablation.json"
+        if not spec_path.is_file():
+            raise TsekitError(f"{folder}: not an ablation folder (no ablation.json)")
+        spec = json.loads(spec_path.read_text(encoding="utf-8"))
+        rows = load_rows(folder)
+        if not rows:
+            raise TsekitError(f"{folder}: no finished cells yet")
+        base = spec.get("baseline")
+        if baseline is not None:
+            match = [r["cell_hash"] for r in rows if baseline in (r["cell"], r["cell_hash"])]
+            if not match:
+                raise TsekitError(f"--baseline {baseline!r}: no such cell in {folder}")
+            base = match[0]
+        paths = write_report(folder, rows, baseline=base, pruned=spec.get("pruned", ()),
+                             meta={"command": spec.get("command"), "budget": spec.get("budget"),
+                                   "eval list": spec.get("eval_list")})
+        _print_summary(_wide_console(), folder)
+        _err_console().print(f"report: {paths.get('report')}")
 
 
 def _wide_console() -> Any:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -14,16 +12,6 @@ from tsekit.hookspecs import KINDS
 
 if TYPE_CHECKING:
     from tsekit.cli import State
-
-
-@contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn tsekit errors into one line on stderr and exit status 1."""
-    try:
-        yield
-    except TsekitError as exc:
-        typer.echo(f"tsekit: error: {exc}", err=True)
-        raise typer.Exit(1) from None
 
 
 def _console() -> Any:
@@ -60,11 +48,16 @@ def parse_assignments(items: list[str]) -> dict[str, dict[str, str]]:
 def install(app: typer.Typer, state: State) -> None:
     @app.callback()
     def _root(
+        ctx: typer.Context,
         strict_plugins: Annotated[
             bool, typer.Option("--strict-plugins", help="Fail on any broken or clashing plugin (or TSEKIT_STRICT_PLUGINS=1).")
         ] = False,
         version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+        debug: Annotated[bool, typer.Option("--debug", help="Show the full traceback of an error (or TSEKIT_DEBUG=1).")] = False,
     ) -> None:
+        from tsekit.cli import DEBUG
+
+        ctx.meta[DEBUG] = debug
         if version:
             from tsekit import __version__
 
@@ -85,8 +78,7 @@ def install(app: typer.Typer, state: State) -> None:
     @plugins_app.command("list")
     def plugins_list(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
         """Plugins with distribution, version, status and components per kind."""
-        with user_errors():
-            reg = state.registry()
+        reg = state.registry()
         infos = list(state.plugins.infos.values())
         if as_json:
             _emit_json(
@@ -111,14 +103,35 @@ def install(app: typer.Typer, state: State) -> None:
                 typer.echo(f"{i.name}: {i.error}", err=True)
 
     @plugins_app.command("check")
-    def plugins_check(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-        """Load every plugin and build the registry; exit 1 on any error or clash (for plugin CI)."""
-        with user_errors():
-            reg = state.registry()
+    def plugins_check(
+        deep: Annotated[
+            bool,
+            typer.Option(help="Also build every component (default config and presets), run a tiny forward per "
+                         "backbone checking its sites, and time each plugin's import (imports torch)."),
+        ] = False,
+        as_json: Annotated[bool, typer.Option("--json")] = False,
+    ) -> None:
+        """Load every plugin, build the registry and check every component's configs, presets, capabilities,
+        sites and default fusion; exit 1 on any problem (for plugin CI)."""
+        from tsekit.checks import build_problems, declaration_problems, import_times
+
+        reg = state.registry()
         problems = [f"{i.label}: {i.error}" for i in state.plugins.errors()] + [str(c) for c in reg.conflicts]
+        for spec in reg.list():
+            found = declaration_problems(spec, reg)
+            problems += found if found or not deep else build_problems(spec, reg)
+        report: dict[str, Any] = {}
+        if deep:
+            times, warnings = import_times(state.plugins)
+            warnings += [t.warning for t in times if t.warning]
+            report = {"warnings": warnings, "import_ms": {t.plugin.name: round(t.ms, 1) for t in times}}
         if as_json:
-            _emit_json({"ok": not problems, "problems": problems})
+            _emit_json({"ok": not problems, "problems": problems, **report})
         else:
+            if deep:
+                typer.echo("import time: " + ", ".join(f"{k} {v:.0f} ms" for k, v in report["import_ms"].items()))
+                for warning in report["warnings"]:
+                    typer.echo(f"warning: {warning}")
             typer.echo("ok" if not problems else "\n".join(problems))
         if problems:
             raise typer.Exit(1)
@@ -130,9 +143,8 @@ def install(app: typer.Typer, state: State) -> None:
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
         """Registered components (all kinds, or one)."""
-        with user_errors():
-            reg = state.registry()
-            specs = reg.list(_check_kind(kind) if kind else None, provider=provider)
+        reg = state.registry()
+        specs = reg.list(_check_kind(kind) if kind else None, provider=provider)
         rows = [
             {
                 "kind": s.kind,
@@ -165,15 +177,14 @@ def install(app: typer.Typer, state: State) -> None:
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
         """Config fields with defaults, capabilities, adaptation sites and provider of one component."""
-        with user_errors():
-            reg = state.registry()
-            info = reg.get(_check_kind(kind), name).describe(preset)
+        reg = state.registry()
+        info = reg.get(_check_kind(kind), name).describe(preset)
         if as_json:
             _emit_json(info)
             return
         _print_component(info)
 
-    @app.command("inspect")
+    @app.command("inspect", epilog=state.names_epilog("encoder", "fusion", "backbone"))
     def inspect(
         encoder: Annotated[str, typer.Option(help="Speaker encoder.")] = "dvector",
         fusion: Annotated[str | None, typer.Option(help="Fusion (default: the backbone paper's).")] = None,
@@ -189,18 +200,17 @@ def install(app: typer.Typer, state: State) -> None:
         """Build a model, report its parameters and sites, and time one extraction on bundled speech."""
         from tsekit.cli.inspect import inspect_model
 
-        with user_errors():
-            opts = parse_assignments(set_ or [])
-            result = inspect_model(
-                state.registry(),
-                encoder=encoder,
-                fusion=fusion,
-                backbone=backbone,
-                adapt_layers=adapt_layer,
-                preset=preset,
-                options=opts,
-                seconds=seconds,
-            )
+        opts = parse_assignments(set_ or [])
+        result = inspect_model(
+            state.registry(),
+            encoder=encoder,
+            fusion=fusion,
+            backbone=backbone,
+            adapt_layers=adapt_layer,
+            preset=preset,
+            options=opts,
+            seconds=seconds,
+        )
         if as_json:
             _emit_json(result)
         else:

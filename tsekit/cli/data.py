@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from tsekit.cli.commands import _emit_json, user_errors
+from tsekit.cli.commands import _emit_json
 
 if TYPE_CHECKING:
     from tsekit.cli import State
@@ -31,12 +31,35 @@ def install(app: typer.Typer, state: State) -> None:
         def warn(message: str) -> None:
             typer.echo(f"tsekit: warning: {message}", err=True)
 
-        with user_errors():
-            info = load_corpus(path, on_error="skip" if skip_bad else "fail", log=warn, cache=cache).describe()
+        info = load_corpus(path, on_error="skip" if skip_bad else "fail", log=warn, cache=cache).describe()
         if as_json:
             _emit_json(info)
         else:
             _print_corpus(info)
+
+    @corpus_app.command("import-kaldi")
+    def corpus_import_kaldi(
+        folders: Annotated[list[str], typer.Argument(help="Kaldi data folders (wav.scp, utt2spk[, spk2gender, spk2age]).")],
+        out: Annotated[str, typer.Option(help="Manifest to write (.csv); paths in it are relative to its folder.")],
+        name: Annotated[str, typer.Option(help="Corpus label of every row (e.g. speechocean762).")],
+        speaker_prefix: Annotated[
+            str, typer.Option(help="Prepended to speaker ids, so they cannot clash with another corpus's.")
+        ] = "",
+        root: Annotated[
+            str | None, typer.Option(help="Folder wav.scp paths are relative to (default: the data folder or its parent).")
+        ] = None,
+        as_json: Annotated[bool, typer.Option("--json")] = False,
+    ) -> None:
+        """Turn Kaldi data folders into a tsekit manifest (speaker, duration, rate, corpus, gender, age, split)."""
+        from tsekit.kaldi import import_kaldi
+
+        info = import_kaldi(folders, out, corpus=name, speaker_prefix=speaker_prefix, root=root)
+        if as_json:
+            _emit_json(info)
+        else:
+            genders = ", ".join(f"{n} {g}" for g, n in info["speakers_by_gender"].items())
+            typer.echo(f"wrote {info['out']}: {info['utterances']} utterances of {info['speakers']} speakers "
+                       f"({genders}), {info['hours']:.2f} h, splits {', '.join(info['splits'])}")
 
     @app.command("import-librimix")
     def import_librimix(
@@ -57,9 +80,8 @@ def install(app: typer.Typer, state: State) -> None:
         from tsekit.evallist import write_eval_list
         from tsekit.librimix import librimix_rows
 
-        with user_errors():
-            rows = librimix_rows(metadata, enrollment, librispeech_root=librispeech_root, librimix_root=librimix_root)
-            written = write_eval_list(out, rows)
+        rows = librimix_rows(metadata, enrollment, librispeech_root=librispeech_root, librimix_root=librimix_root)
+        written = write_eval_list(out, rows)
         mixtures = len({r["librimix_id"] for r in rows})
         if as_json:
             _emit_json({"out": str(written), "rows": len(rows), "mixtures": mixtures})

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from tsekit.cli.commands import _emit_json, user_errors
+from tsekit.cli.commands import _emit_json
 from tsekit.errors import TsekitError
 
 if TYPE_CHECKING:
@@ -64,37 +64,36 @@ def install(app: typer.Typer, state: State) -> None:
     ) -> None:
         """Train a speaker encoder (AAM-softmax speaker classification), save it as a speechbrain pretrained
         folder loadable with source=OUT, and report the EER on held-out speakers before and after."""
-        with user_errors():
-            options = parse_options(set_ or [])
-            budget = parse_duration(max_time) if max_time is not None else None
-            import torch
+        options = parse_options(set_ or [])
+        budget = parse_duration(max_time) if max_time is not None else None
+        import torch
 
-            from tsekit.pretrain import pretrain_encoder as run
+        from tsekit.pretrain import pretrain_encoder as run
 
-            if threads is not None:
-                if threads < 1:
-                    raise TsekitError(f"--threads must be at least 1, got {threads}")
-                torch.set_num_threads(threads)
-            report = run(
-                corpus,
-                out,
-                encoder=encoder,
-                options=options,
-                preset=preset,
-                steps=steps,
-                max_time=budget,
-                seed=seed,
-                val_speakers=val_speakers,
-                batch_size=batch_size,
-                crop_seconds=crop_seconds,
-                lr=lr,
-                augment=augment,
-                checkpoint_every=checkpoint_every,
-                resume=resume,
-                device=device,
-                registry=state.registry(),
-                progress=not quiet,
-            )
+        if threads is not None:
+            if threads < 1:
+                raise TsekitError(f"--threads must be at least 1, got {threads}")
+            torch.set_num_threads(threads)
+        report = run(
+            corpus,
+            out,
+            encoder=encoder,
+            options=options,
+            preset=preset,
+            steps=steps,
+            max_time=budget,
+            seed=seed,
+            val_speakers=val_speakers,
+            batch_size=batch_size,
+            crop_seconds=crop_seconds,
+            lr=lr,
+            augment=augment,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
+            device=device,
+            registry=state.registry(),
+            progress=not quiet,
+        )
         if as_json:
             _emit_json(report)
         else:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from tsekit.cli.commands import _emit_json, user_errors
+from tsekit.cli.commands import _emit_json
 from tsekit.errors import TsekitError
 
 if TYPE_CHECKING:
@@ -71,44 +71,43 @@ def install(app: typer.Typer, state: State) -> None:
     ) -> None:
         """Simulate NUM target-speaker mixtures from a speaker corpus and write them with an evaluation list
         (rerun with the same arguments to complete an interrupted set)."""
-        with user_errors():
-            from tsekit.corpus import load_corpus
-            from tsekit.data import DEMO_CORPUS
-            from tsekit.simulate import NOISE_KINDS, SimulationConfig, write_fixed_set
+        from tsekit.corpus import load_corpus
+        from tsekit.data import DEMO_CORPUS
+        from tsekit.simulate import NOISE_KINDS, SimulationConfig, write_fixed_set
 
-            noise_kind, noise_files = (noise, ()) if noise in NOISE_KINDS else ("files", (noise,))
-            if noise_files and not Path(noise).expanduser().exists():
-                raise TsekitError(
-                    f"--noise {noise!r}: not one of {', '.join(NOISE_KINDS[:-1])} nor a noise folder/file"
-                )
-            try:
-                config = SimulationConfig(
-                    sample_rate=sample_rate,
-                    segment_seconds=segment,
-                    enrollment_seconds=enrollment,
-                    num_interferers=parse_count(interferers, "--interferers"),
-                    sir_range=parse_range(sir, "--sir"),
-                    noise=noise_kind,
-                    noise_files=noise_files,
-                    snr_range=parse_range(snr, "--snr"),
-                    reverb=reverb,
-                    rt60_range=parse_range(rt60, "--rt60"),
-                    reference=reference,
-                    p_absent=p_absent,
-                )
-            except ValueError as exc:
-                message = str(exc)
-                for name, option in _OPTIONS.items():
-                    message = message.replace(name, option)
-                raise TsekitError(message) from None
-            data = load_corpus(corpus if corpus is not None else DEMO_CORPUS / "manifest.csv")
-            if reverb and not quiet:
-                typer.echo(f"tsekit: loading or generating the RIR bank ({config.rir_rooms} rooms)", err=True)
-            with _progress(not quiet) as bar:
-                task = bar.add_task("simulating", total=num)
-                summary = write_fixed_set(
-                    data, out, num, config, seed, progress=lambda done, total: bar.update(task, completed=done)
-                )
+        noise_kind, noise_files = (noise, ()) if noise in NOISE_KINDS else ("files", (noise,))
+        if noise_files and not Path(noise).expanduser().exists():
+            raise TsekitError(
+                f"--noise {noise!r}: not one of {', '.join(NOISE_KINDS[:-1])} nor a noise folder/file"
+            )
+        try:
+            config = SimulationConfig(
+                sample_rate=sample_rate,
+                segment_seconds=segment,
+                enrollment_seconds=enrollment,
+                num_interferers=parse_count(interferers, "--interferers"),
+                sir_range=parse_range(sir, "--sir"),
+                noise=noise_kind,
+                noise_files=noise_files,
+                snr_range=parse_range(snr, "--snr"),
+                reverb=reverb,
+                rt60_range=parse_range(rt60, "--rt60"),
+                reference=reference,
+                p_absent=p_absent,
+            )
+        except ValueError as exc:
+            message = str(exc)
+            for name, option in _OPTIONS.items():
+                message = message.replace(name, option)
+            raise TsekitError(message) from None
+        data = load_corpus(corpus if corpus is not None else DEMO_CORPUS / "manifest.csv")
+        if reverb and not quiet:
+            typer.echo(f"tsekit: loading or generating the RIR bank ({config.rir_rooms} rooms)", err=True)
+        with _progress(not quiet) as bar:
+            task = bar.add_task("simulating", total=num)
+            summary = write_fixed_set(
+                data, out, num, config, seed, progress=lambda done, total: bar.update(task, completed=done)
+            )
         if as_json:
             _emit_json(summary)
         else:

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from tsekit.cli.commands import user_errors
 from tsekit.errors import TsekitError
 
 if TYPE_CHECKING:
@@ -28,7 +27,7 @@ def parse_duration(text: str) -> float:
 
 
 def install(app: typer.Typer, state: State) -> None:
-    @app.command("train")
+    @app.command("train", epilog=state.names_epilog("encoder", "fusion", "backbone"))
     def train_cmd(
         experiment: Annotated[str | None, typer.Argument(help="Experiment YAML (see experiments/).")] = None,
         overrides: Annotated[list[str] | None, typer.Argument(help="Dotted KEY=VALUE overrides, e.g. train.optim.lr=5e-4.")] = None,
@@ -37,7 +36,10 @@ def install(app: typer.Typer, state: State) -> None:
         backbone: Annotated[str | None, typer.Option("--backbone", "--extractor", help="Extraction backbone.")] = None,
         adapt_layer: Annotated[str | None, typer.Option(help="Adaptation sites (default, first, last, all, 7, tcn.7 …).")] = None,
         preset: Annotated[str | None, typer.Option(help="Backbone preset.")] = None,
-        corpus: Annotated[str | None, typer.Option(help="Speaker corpus folder or manifest (default: bundled).")] = None,
+        corpus: Annotated[
+            list[str] | None,
+            typer.Option(help="Speaker corpus folder or manifest (default: bundled); repeat to train on several."),
+        ] = None,
         max_steps: Annotated[int | None, typer.Option(help="Training steps in total.")] = None,
         max_time: Annotated[str | None, typer.Option(help="Wall-time budget of this invocation: 90s, 10m, 1h.")] = None,
         out: Annotated[str, typer.Option(help="Run folder (resumes when it holds the same config).")] = "runs/train",
@@ -45,29 +47,28 @@ def install(app: typer.Typer, state: State) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     ) -> None:
         """Train a model on simulated mixtures; checkpoints atomically and resumes a killed run."""
-        with user_errors():
-            from tsekit.experiment import load_config, parse_overrides
+        from tsekit.experiment import load_config, parse_overrides
 
-            flags: dict[str, Any] = {"model": {}, "data": {}, "train": {}}
-            for key, value in (("encoder", encoder), ("fusion", fusion), ("backbone", backbone),
-                               ("adapt_layers", adapt_layer), ("preset", preset)):
-                if value is not None:
-                    flags["model"][key] = value
-            if corpus is not None:
-                flags["data"]["corpus"] = corpus
-            if max_steps is not None:
-                flags["train"]["max_steps"] = max_steps
-            time_left = parse_duration(max_time) if max_time is not None else None  # not part of the config
-            items = list(overrides or [])
-            if experiment is not None and "=" in experiment and not Path(experiment).is_file():
-                items.insert(0, experiment)  # no file given: every argument is an override
-                experiment = None
-            # the file, then dotted overrides, then flags
-            extra = parse_overrides(items)
-            for section, values in flags.items():
-                extra.setdefault(section, {}).update(values)
-            config = load_config(experiment, extra)
-            result = _run(state, config, out, device, time_left)
+        flags: dict[str, Any] = {"model": {}, "data": {}, "train": {}}
+        for key, value in (("encoder", encoder), ("fusion", fusion), ("backbone", backbone),
+                           ("adapt_layers", adapt_layer), ("preset", preset)):
+            if value is not None:
+                flags["model"][key] = value
+        if corpus:
+            flags["data"]["corpus"] = corpus[0] if len(corpus) == 1 else list(corpus)
+        if max_steps is not None:
+            flags["train"]["max_steps"] = max_steps
+        time_left = parse_duration(max_time) if max_time is not None else None  # not part of the config
+        items = list(overrides or [])
+        if experiment is not None and "=" in experiment and not Path(experiment).is_file():
+            items.insert(0, experiment)  # no file given: every argument is an override
+            experiment = None
+        # the file, then dotted overrides, then flags
+        extra = parse_overrides(items)
+        for section, values in flags.items():
+            extra.setdefault(section, {}).update(values)
+        config = load_config(experiment, extra)
+        result = _run(state, config, out, device, time_left)
         if os.environ.get("RANK", "0") != "0":
             return  # under torchrun, rank 0 reports
         if as_json:
@@ -101,4 +102,8 @@ def _run(state: State, config: dict[str, Any], out: str, device: str, time_left:
             else:
                 last["val"] = row["si_sdri"]
 
-        return train(config, out, registry=state.registry(), on_progress=progress, device=device, time_left=time_left)
+        def warn(message: str) -> None:
+            bar.console.print(f"tsekit: warning: {message}", highlight=False, markup=False, soft_wrap=True)
+
+        return train(config, out, registry=state.registry(), on_progress=progress, on_warning=warn, device=device,
+                     time_left=time_left)

@@ -13,10 +13,14 @@ Third-party plugin authors reuse it::
     def test_conformance(case):
         case.run()
 
-Every case runs on tiny CPU tensors: encoders (declared dim, padding invariance, gradients),
-fusions (shape, gradients, dependence on the embedding), backbones (paper default and presets:
-exact output length, every declared site visited once in order) and every backbone site ×
-every compatible fusion (forward + backward through :func:`tsekit.build`).
+Every case runs on tiny CPU tensors, for the default config and every preset: declarations (configs,
+capabilities, sites, default fusion; as ``tsekit plugins check``), encoders (declared dim, padding
+invariance, gradients), fusions (shape, gradients, dependence on the embedding), backbones (exact output
+length, every declared site visited once in order), selectors (a :class:`~tsekit.nn.Selection` of valid
+pieces), losses (a finite scalar with gradients; missing extras refused), metrics (the
+:mod:`tsekit.metrics` interface, scoring bundled speech) and every backbone site × every compatible
+fusion (forward + backward through :func:`tsekit.build`). A name that several plugins register without
+an override is a failing ``clash-`` case.
 """
 
 from __future__ import annotations
@@ -125,6 +129,9 @@ class _RecordingAdapter:
         self.calls.append(site)
         return x
 
+    def select(self, sources: Any) -> Any:
+        return sources[:, 0]
+
 
 def check_backbone(spec: ComponentSpec, preset: str | None = None, seconds: float = 0.15) -> None:
     import torch
@@ -182,8 +189,123 @@ def check_site(backbone: ComponentSpec, preset: str | None, site: str, fusion: C
     assert not torch.allclose(a, b), "the estimate does not depend on the embedding"
 
 
+def _toy_embed(wav: Any, lengths: Any) -> Any:
+    """A stand-in speaker encoder for selectors: a fixed projection of each valid part's magnitude spectrum."""
+    import torch
+
+    projection = torch.randn(129, 16, generator=torch.Generator().manual_seed(0))
+    rows = []
+    for row, length in zip(wav, lengths.tolist(), strict=True):
+        frames = row[: max(int(length) // 256, 1) * 256].reshape(-1, 256)
+        rows.append(torch.fft.rfft(frames, dim=-1).abs().mean(0) @ projection)
+    return torch.stack(rows)
+
+
+def check_selector(spec: ComponentSpec, config: Any = None) -> None:
+    import torch
+
+    from tsekit.nn import ReferenceSelector, Selection
+
+    selector = spec.create(config)
+    assert isinstance(selector, ReferenceSelector), f"built a {type(selector).__name__}, not a ReferenceSelector"
+    generator = torch.Generator().manual_seed(0)
+    for seconds in ((1.0,), (0.6, 1.5, 5.0)):
+        refs = [torch.randn(int(16000 * s), generator=generator) * 0.1 for s in seconds]
+        selection = selector.select(refs, _toy_embed, sample_rate=16000)
+        assert isinstance(selection, Selection), f"select() returned a {type(selection).__name__}, not a Selection"
+        assert selection.embedding.shape == (16,), f"embedding {tuple(selection.embedding.shape)}, expected (16,)"
+        assert torch.isfinite(selection.embedding).all()
+        assert selection.kept, "no piece kept"
+        for index, start, end in selection.kept + selection.dropped:
+            assert 0 <= index < len(refs) and 0 <= start < end <= refs[index].numel(), (index, start, end)
+
+
+def _loss_extras(target: Any) -> dict[str, Any]:
+    import torch
+
+    batch, length = target.shape
+    return {
+        "mixture": target + torch.randn_like(target),
+        "scales": torch.randn(batch, 3, length, requires_grad=True),
+        "sources": torch.randn(batch, 2, length, requires_grad=True),
+        "speaker_logits": torch.randn(batch, 5, requires_grad=True),
+        "speaker_ids": torch.arange(batch),
+        "sample_rate": 16000,
+    }
+
+
+def check_loss(spec: ComponentSpec, config: Any = None) -> None:
+    import torch
+
+    from tsekit.errors import TsekitError
+
+    torch.manual_seed(0)
+    loss = spec.create(config)
+    target = torch.randn(2, 1600)
+    estimate = (target + torch.randn_like(target)).requires_grad_()
+    extras = _loss_extras(target)
+    value = loss(estimate, target, **extras)
+    assert isinstance(value, torch.Tensor) and value.dim() == 0, f"returned {value!r}, not a scalar tensor"
+    assert torch.isfinite(value), f"returned {value.item()}"
+    value.backward()
+    inputs = [estimate, *(v for v in extras.values() if isinstance(v, torch.Tensor) and v.requires_grad)]
+    assert any(t.grad is not None and t.grad.abs().sum() > 0 for t in inputs), "no gradient reaches any input"
+    for name in getattr(loss, "needs", ()):
+        with pytest.raises(TsekitError, match=name):
+            loss(estimate, target, **{k: v for k, v in extras.items() if k != name})
+
+
+def check_metric(spec: ComponentSpec, config: Any = None) -> None:
+    import math
+
+    import numpy as np
+
+    from tsekit.audio import read_audio
+    from tsekit.checks import metric_interface_problems
+    from tsekit.data import demo_corpus
+    from tsekit.errors import TsekitError
+
+    metric = spec.create(config)
+    problems = metric_interface_problems(metric)
+    assert not problems, problems[0]
+    first, second = (read_audio(u.path)[0][:16000].numpy().astype(np.float64) for u in demo_corpus()[:2])
+    extras = {"embed": lambda wav: np.array([wav.std(), np.abs(wav).mean(), 1.0]), "enrollment": np.ones(3)}
+    value = metric(first + 0.1 * second, first, first + second, 16000, **extras)
+    values = value if isinstance(value, dict) else {metric.name: value}
+    for key, number in values.items():
+        assert isinstance(key, str) and isinstance(number, float | int), f"{key}: {number!r} is not a number"
+        assert not math.isinf(number), f"{key} is infinite"
+    for name in metric.needs:
+        with pytest.raises(TsekitError, match=name):
+            metric(first, first, first + second, 16000, **{k: v for k, v in extras.items() if k != name})
+
+
 def _test_preset(spec: ComponentSpec) -> str | None:
     return next((p for p in TEST_PRESETS if p in spec.presets), None)
+
+
+def _with_preset(check: Callable[[ComponentSpec, Any], None], spec: ComponentSpec, preset: str | None) -> None:
+    check(spec, spec.make_config(preset))
+
+
+def check_declarations(spec: ComponentSpec, registry: Registry) -> None:
+    from tsekit.checks import declaration_problems
+
+    problems = declaration_problems(spec, registry)
+    assert not problems, "\n".join(problems)
+
+
+def check_clash(message: str) -> None:
+    raise AssertionError(message)
+
+
+CONFIG_CHECKS: dict[str, Callable[[ComponentSpec, Any], None]] = {
+    "encoder": check_encoder,
+    "fusion": check_fusion,
+    "selector": check_selector,
+    "loss": check_loss,
+    "metric": check_metric,
+}
 
 
 def iter_cases(registry: Registry | None = None, provider: str | None = None) -> Iterator[Case]:
@@ -195,19 +317,22 @@ def iter_cases(registry: Registry | None = None, provider: str | None = None) ->
     def mine(spec: ComponentSpec) -> bool:
         return provider is None or provider in (spec.provider.plugin, spec.provider.distribution)
 
-    def usable(spec: ComponentSpec) -> bool:
-        return spec.status != "conflict"
-
-    for spec in reg.list("encoder"):
-        if mine(spec) and usable(spec):
-            yield Case(f"encoder-{spec.qualified_name}", partial(check_encoder, spec))
-    fusions = [s for s in reg.list("fusion") if usable(s)]
-    for spec in fusions:
-        if mine(spec):
-            yield Case(f"fusion-{spec.qualified_name}", partial(check_fusion, spec))
-    for spec in reg.list("backbone"):
-        if not usable(spec):
+    for conflict in reg.conflicts:
+        clashing = [s for s in reg.list(conflict.kind) if s.name == conflict.name]
+        if any(mine(s) for s in clashing):
+            yield Case(f"clash-{conflict.kind}-{conflict.name}", partial(check_clash, str(conflict)))
+    for spec in reg.list():
+        if not mine(spec):
             continue
+        yield Case(f"declarations-{spec.kind}-{spec.qualified_name}", partial(check_declarations, spec, reg))
+        check = CONFIG_CHECKS.get(spec.kind)
+        if check is None:
+            continue
+        yield Case(f"{spec.kind}-{spec.qualified_name}", partial(_with_preset, check, spec, None))
+        for name in spec.presets:
+            yield Case(f"{spec.kind}-{spec.qualified_name}-{name}", partial(_with_preset, check, spec, name))
+    fusions = reg.list("fusion")
+    for spec in reg.list("backbone"):
         if mine(spec):
             yield Case(f"backbone-{spec.qualified_name}-default", partial(check_backbone, spec, None, 0.05))
             for name in spec.presets:
