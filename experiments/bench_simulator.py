@@ -22,9 +22,7 @@ torch.set_num_threads(1)
 if hasattr(os, "sched_setaffinity"):
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, whatever the libraries do
 
-from tsekit.corpus import load_corpus
-from tsekit.data import DEMO_CORPUS
-from tsekit.simulate import MixtureSimulator, SimulationConfig
+from tsekit.data import DEMO_CORPUS, MixtureSimulator, SimulationConfig, load_corpus
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 200
 ROOMS = int(sys.argv[2]) if len(sys.argv) > 2 else 64

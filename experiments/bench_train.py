@@ -12,11 +12,9 @@ import time
 import torch
 
 import tsekit
-from tsekit.corpus import load_corpus
-from tsekit.data import DEMO_CORPUS
+from tsekit.data import DEMO_CORPUS, MixtureSimulator, SimulationConfig, load_corpus
+from tsekit.engine import collate
 from tsekit.losses import parse_loss
-from tsekit.simulate import MixtureSimulator, SimulationConfig
-from tsekit.trainer import collate
 
 
 def main() -> None:

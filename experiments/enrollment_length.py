@@ -74,9 +74,8 @@ def enrollment_lists(held_out: Any, out: Path, num: int, segment: float, lengths
     """One evaluation list per enrollment length over the same mixtures (see the module docstring)."""
     import numpy as np
 
-    from tsekit.evallist import read_eval_list, write_eval_list
+    from tsekit.data import SimulationConfig, load_audio, read_eval_list, write_eval_list, write_fixed_set
     from tsekit.io import write_audio
-    from tsekit.simulate import SimulationConfig, decode, write_fixed_set
 
     base_cfg = SimulationConfig(sample_rate=SAMPLE_RATE, segment_seconds=segment, enrollment_seconds=1.0,
                                 sir_range=(-5.0, 5.0))
@@ -93,8 +92,8 @@ def enrollment_lists(held_out: Any, out: Path, num: int, segment: float, lengths
         source, start, stop = Path(x["target_source"]), int(x["target_start"]), int(x["target_stop"])
         others = sorted((u.path for u in by_speaker[x["target_speaker"]] if u.path != source), key=str)
         rng = np.random.default_rng([seed, index])
-        pieces = [decode(others[i], SAMPLE_RATE) for i in rng.permutation(len(others))]
-        own = decode(source, SAMPLE_RATE)
+        pieces = [load_audio(others[i], SAMPLE_RATE, allow_silent=False)[0] for i in rng.permutation(len(others))]
+        own = load_audio(source, SAMPLE_RATE, allow_silent=False)[0]
         pieces += [own[stop:], own[:start]]  # the target segment cut out; after it first (no leading pause)
         audio = np.concatenate([_trim_leading_pause(p) for p in pieces])
         if len(audio) < longest - slack:  # not enough speech to spare the pauses

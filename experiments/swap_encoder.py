@@ -75,7 +75,7 @@ def corpus_path(args: argparse.Namespace) -> Path:
 
 def split_corpus(args: argparse.Namespace) -> tuple[Any, Any]:
     """``(train, held_out)``: the same speaker split as ``tsekit train`` uses with this seed."""
-    from tsekit.corpus import load_corpus
+    from tsekit.data import load_corpus
 
     return load_corpus(corpus_path(args)).split(args.val_speakers, seed=args.seed)
 
@@ -83,7 +83,7 @@ def split_corpus(args: argparse.Namespace) -> tuple[Any, Any]:
 def train_config(args: argparse.Namespace, s: dict[str, Any], encoder: str, options: dict[str, Any],
                  steps: int) -> dict[str, Any]:
     """A ``tsekit train`` config: speakerbeam small + ``encoder`` on mixtures of the training speakers."""
-    from tsekit.experiment import load_config
+    from tsekit.engine import load_config
 
     return load_config(overrides={
         "model": {"encoder": encoder, "encoder_options": options, "backbone": "speakerbeam", "preset": "small"},
@@ -116,7 +116,7 @@ def train_stage(config: dict[str, Any], out: Path, label: str) -> dict[str, Any]
 
 def pretrain_ecapa(args: argparse.Namespace, s: dict[str, Any], train_corpus: Any, out: Path) -> Path:
     """A speechbrain ECAPA folder: --ecapa-source, or tsekit's pretraining on the training speakers."""
-    from tsekit.pretrain import pretrain_encoder
+    from tsekit import pretrain_encoder
 
     if args.ecapa_source:
         return Path(args.ecapa_source)
@@ -141,7 +141,7 @@ def ecapa_options(folder: Path) -> dict[str, Any]:
 
 def fixed_list(held_out: Any, out: Path, num: int, segment: float, seed: int, enrollment: float = 3.0) -> Path:
     """The fixed evaluation list (resumable; refuses a folder written with other settings)."""
-    from tsekit.simulate import SimulationConfig, write_fixed_set
+    from tsekit.data import SimulationConfig, write_fixed_set
 
     cfg = SimulationConfig(sample_rate=SAMPLE_RATE, segment_seconds=segment, enrollment_seconds=enrollment,
                            sir_range=(-5.0, 5.0))
@@ -150,8 +150,8 @@ def fixed_list(held_out: Any, out: Path, num: int, segment: float, seed: int, en
 
 def evaluate_model(model_dir: Path, eval_list: Path, out: Path, label: str) -> dict[str, Any]:
     """SI-SDR(i) of a saved model on ``eval_list`` (cached in ``out/summary.json``)."""
-    from tsekit.evaluate import evaluate_list
-    from tsekit.inference import load_model
+    from tsekit import load_model
+    from tsekit.engine import evaluate_list
 
     summary, stamp = out / "summary.json", out / "evaluated.txt"
     key = f"{model_dir}\n{eval_list}\n{hashlib.sha256(eval_list.read_bytes()).hexdigest()}\n"
@@ -189,10 +189,9 @@ def finetune_swap(args: argparse.Namespace, s: dict[str, Any], source: Path, eca
     """Swap ECAPA into the model at ``source`` behind a projection and train only the projection."""
     import torch
 
-    from tsekit.checkpoint import load_model, save_model
-    from tsekit.simulate import MixtureSimulator, SimulationConfig
+    from tsekit.data import MixtureSimulator, SimulationConfig
+    from tsekit.engine import LoopConfig, OptimConfig, collate, fit, load_model, save_model
     from tsekit.swap import swap_encoder, trainable_parts
-    from tsekit.trainer import LoopConfig, OptimConfig, collate, fit
 
     settings_now = {"source": str(source), "ecapa": str(ecapa), "steps": steps, "batch": s["batch"],
                     "segment": s["segment"], "seed": args.seed, "val_size": s["val_size"]}

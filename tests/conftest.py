@@ -58,7 +58,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
 
     import tsekit
-    from tsekit.checkpoint import save_model
+    from tsekit.engine.checkpoint import save_model
 
     torch.manual_seed(0)
     return save_model(tsekit.build("dvector", "film", "speakerbeam", preset="tiny"), tmp_path_factory.mktemp("tiny") / "best")
@@ -73,8 +73,8 @@ def make_eval_list(tmp_path: Path) -> Callable[..., Path]:
         import numpy as np
         import soundfile as sf
 
-        from tsekit.audio import read_audio
         from tsekit.data import demo_corpus
+        from tsekit.data.audio import read_audio
 
         root = tmp_path / "list"
         root.mkdir(exist_ok=True)

@@ -9,12 +9,17 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tsekit.ablation import (
+from tsekit.engine import make_executor
+from tsekit.engine.ablation import (
+    LocalExecutor,
+    ProcessExecutor,
+    RayExecutor,
     ablate,
     cpu_slots,
     expand_grid,
@@ -23,8 +28,8 @@ from tsekit.ablation import (
     parse_sets,
     split_values,
 )
+from tsekit.engine.experiment import load_config
 from tsekit.errors import TsekitError, UnknownComponentError
-from tsekit.experiment import load_config
 
 TINY = ["train.val_every=1000", "data.val_size=2", "data.simulation.segment_seconds=1.0",
         "data.simulation.enrollment_seconds=1.0", "train.checkpoint_every=5", "train.log_every=5"]
@@ -106,6 +111,82 @@ def test_slots() -> None:
         {"CUDA_VISIBLE_DEVICES": "3", "TSEKIT_DEVICE": "cuda:0"}, {"CUDA_VISIBLE_DEVICES": "3", "TSEKIT_DEVICE": "cuda:0"}]
     slots = cpu_slots(2, cores=8)
     assert len(slots) == 2 and slots[0]["TSEKIT_THREADS"] == "4" and slots[0]["CUDA_VISIBLE_DEVICES"] == ""
+
+
+def test_make_executor_builds_each_kind() -> None:
+    local = make_executor("local", device="cpu")
+    assert isinstance(local, LocalExecutor) and local.name == "local" and local.device == "cpu"
+    assert isinstance(make_executor(), LocalExecutor)  # no kind, nothing parallel: local
+    cpus = make_executor("processes", workers=2)
+    assert isinstance(cpus, ProcessExecutor) and [s["TSEKIT_DEVICE"] for s in cpus.slots] == ["cpu", "cpu"]
+    assert isinstance(make_executor(workers=2), ProcessExecutor)  # no kind: workers or gpus mean processes
+    on_gpus = make_executor(gpus="0,3", per_gpu=2)
+    assert isinstance(on_gpus, ProcessExecutor) and on_gpus.slots == gpu_slots(["0", "3"], per_gpu=2)
+    assert make_executor("processes").slots == cpu_slots(1)
+    ray = make_executor("ray", ray_address="ray://head:10001", cpus_per_cell=4, gpus=["0"], per_gpu=2)
+    assert isinstance(ray, RayExecutor) and ray.name == "ray"
+    assert (ray.address, ray.cpus, ray.gpus) == ("ray://head:10001", 4, 0.5)
+    assert make_executor("ray").gpus == 0.0
+
+
+@pytest.mark.parametrize(("kind", "settings", "message"), [
+    ("threads", {}, "unknown executor 'threads' (choose local, processes, ray)"),
+    ("processes", {"workers": 0}, "--workers must be at least 1, got 0"),
+    (None, {"workers": -2}, "--workers must be at least 1, got -2"),
+    ("processes", {"gpus": "0", "per_gpu": 0}, "--per-gpu must be at least 1, got 0"),
+    ("ray", {"cpus_per_cell": 0}, "--cpus-per-cell must be positive, got 0"),
+    ("local", {"gpus": "0,1"}, "--gpus is a setting of the processes or ray executor, not of the local one"),
+    ("local", {"workers": 2}, "--workers is a setting of the processes executor, not of the local one"),
+    ("local", {"ray_address": "ray://h:1"}, "--ray-address is a setting of the ray executor, not of the local one"),
+    ("processes", {"cpus_per_cell": 2}, "--cpus-per-cell is a setting of the ray executor, not of the processes one"),
+    ("processes", {"device": "cuda"}, "--device is a setting of the local executor, not of the processes one"),
+    ("ray", {"workers": 4}, "--workers is a setting of the processes executor, not of the ray one"),
+    ("processes", {"per_gpu": 2}, "--per-gpu needs --gpus"),
+    (None, {"workers": 2, "gpus": "0"}, "--workers and --gpus: give one (GPU slots are --gpus × --per-gpu)"),
+])
+def test_make_executor_refuses_bad_settings_in_one_line(kind: str | None, settings: dict[str, Any], message: str) -> None:
+    with pytest.raises(TsekitError) as caught:
+        make_executor(kind, **settings)
+    assert str(caught.value) == message
+
+
+def test_bad_executor_settings_are_one_line_on_the_cli(tsekit_cli: Any, tmp_path: Path) -> None:
+    res = tsekit_cli(["ablate", "--workers", "0", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 1 and res.stderr.strip() == "tsekit: error: --workers must be at least 1, got 0"
+    res = tsekit_cli(["ablate", "--executor", "ray", "--device", "cpu", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 1
+    assert res.stderr.strip() == "tsekit: error: --device is a setting of the local executor, not of the ray one"
+    assert not (tmp_path / "x").exists()
+
+
+def test_old_executor_keywords_still_work_with_one_deprecation_warning() -> None:
+    from tsekit.engine.ablation import _executor_of
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = ablate(fusions="film,add", preset="tiny", dry_run=True, executor="processes", workers=2, device="auto")
+    assert len(result.cells) == 2
+    ours = [w for w in caught if "deprecated" in str(w.message)]
+    assert [w.category for w in ours] == [DeprecationWarning]
+    assert str(ours[0].message).startswith("ablate(): executor='processes', device, workers are deprecated")
+    assert "make_executor" in str(ours[0].message)
+    assert ours[0].filename == __file__  # it points at the caller
+    with pytest.warns(DeprecationWarning):  # the old default executor="local" with workers meant processes
+        runner = _executor_of(None, {"workers": 2})
+    assert isinstance(runner, ProcessExecutor) and len(runner.slots) == 2
+    with pytest.warns(DeprecationWarning):
+        assert isinstance(_executor_of("local", {"device": "cpu"}), LocalExecutor)
+    with pytest.warns(DeprecationWarning), pytest.raises(TsekitError, match="--per-gpu must be at least 1"):
+        _executor_of("processes", {"gpus": "0", "per_gpu": 0})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the new way warns nothing
+        assert isinstance(_executor_of(None, {}), LocalExecutor)
+        given = make_executor("processes", workers=3)
+        assert _executor_of(given, {}) is given
+    with pytest.raises(TypeError, match="unexpected keyword argument 'worker'"):
+        ablate(dry_run=True, worker=2)
+    with pytest.raises(TypeError, match="pass workers to make_executor"):
+        ablate(dry_run=True, executor=make_executor(), workers=2)
 
 
 def test_dry_run_cli_lists_cells_and_pruned(tsekit_cli: Any) -> None:
@@ -241,13 +322,15 @@ def test_sigkill_then_resume_loses_no_row_and_continues_from_checkpoints(tmp_pat
 
 def test_process_executor_runs_cells_in_parallel_workers(tmp_path: Path) -> None:
     out = tmp_path / "p"
-    result = ablate(fusions="film,add", budget="3steps", out=out, workers=2, **FAST)
+    result = ablate(fusions="film,add", budget="3steps", out=out, executor=make_executor(workers=2), **FAST)
     assert result.failed == [] and len(result.rows) == 2
+    assert json.loads((out / "ablation.json").read_text())["executor"] == "processes"
     logs = list(out.glob("cells/*/seed-0/worker.log"))
     assert len(logs) == 2
     _check_rows(out, 2)
     # two cells sharing one training run (selectors) in parallel workers: trained once, not concurrently
-    shared = ablate(fusions="film", selectors="cluster,first", budget="3steps", out=tmp_path / "s", workers=2, **FAST)
+    shared = ablate(fusions="film", selectors="cluster,first", budget="3steps", out=tmp_path / "s",
+                    executor=make_executor("processes", workers=2), **FAST)
     assert shared.failed == [] and len(shared.rows) == 2
     [run] = list((tmp_path / "s" / "train").glob("*/seed-0"))
     steps = [json.loads(ln)["step"] for ln in (run / "metrics.jsonl").read_text().splitlines()
@@ -258,7 +341,7 @@ def test_process_executor_runs_cells_in_parallel_workers(tmp_path: Path) -> None
 def test_ray_executor_on_local_cpu_ray(tmp_path: Path) -> None:
     pytest.importorskip("ray")
     out = tmp_path / "r"
-    result = ablate(fusions="film,add", budget="3steps", out=out, executor="ray", cpus_per_cell=1, **FAST)
+    result = ablate(fusions="film,add", budget="3steps", out=out, executor=make_executor("ray", cpus_per_cell=1), **FAST)
     assert result.failed == [], result.failed
     rows = _check_rows(out, 2)
     # the same grid run locally gives the same rows (same data, same seed, deterministic CPU training)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import tsekit
-from tsekit.checkpoint import load_model, save_model
+from tsekit.engine.checkpoint import load_model, save_model
 from tsekit.errors import TsekitError
 
 

@@ -111,3 +111,10 @@ def test_listing_never_imports_torch(args) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_version(tsekit_cli) -> None:
+    result = tsekit_cli(["--version"])
+    from tsekit import __version__
+
+    assert result.exit_code == 0 and result.stdout.strip() == f"tsekit {__version__}"

@@ -1,4 +1,4 @@
-"""tsekit.corpus: tree / CSV / JSONL sources, the duration cache, bad files, speaker checks and splits."""
+"""tsekit.data.corpus: tree / CSV / JSONL sources, the duration cache, bad files, speaker checks and splits."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tsekit.corpus import CorpusWarning, cache_root, load_corpus
+from tsekit.data.corpus import CorpusWarning, cache_root, load_corpus
 from tsekit.errors import TsekitError
 
 

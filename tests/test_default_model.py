@@ -16,9 +16,9 @@ import torch
 
 import tsekit
 from tsekit import inference
-from tsekit.checkpoint import save_model
-from tsekit.corpus import load_corpus
 from tsekit.data import DEMO_CORPUS
+from tsekit.data.corpus import load_corpus
+from tsekit.engine.checkpoint import save_model
 from tsekit.errors import TsekitError
 
 SCRIPTS = Path(__file__).parents[1] / "experiments" / "default_model"
@@ -58,7 +58,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory, test_speakers: list[str]) -> Path:
     """A real two-step tsekit.train run with test speakers held out."""
-    from tsekit.experiment import load_config
+    from tsekit.engine.experiment import load_config
 
     config = load_config(None, {
         "model": {"preset": "tiny"},
@@ -74,8 +74,8 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory, test_speakers: list[str]) 
 
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from tsekit.audio import read_audio
     from tsekit.data import demo_corpus
+    from tsekit.data.audio import read_audio
 
     root = tmp_path_factory.mktemp("audio")
     utts = demo_corpus()
@@ -154,7 +154,7 @@ def test_export_writes_model_card_and_curve(run_dir: Path, export_script: Any, t
 def test_export_chains_the_stages_of_a_warm_started_run(run_dir: Path, export_script: Any, tmp_path: Path,
                                                        test_speakers: list[str]) -> None:
     """A run that starts from an exported model's weights exports a card covering both stages."""
-    from tsekit.experiment import load_config
+    from tsekit.engine.experiment import load_config
 
     first = tmp_path / "default"
     export_script.export(run_dir, dest=first, curve_png=None)
@@ -187,7 +187,7 @@ def test_export_chains_the_stages_of_a_warm_started_run(run_dir: Path, export_sc
 
 
 def test_carry_saves_and_restores_a_resumable_run(run_dir: Path, tmp_path: Path, test_speakers: list[str]) -> None:
-    from tsekit.experiment import load_config
+    from tsekit.engine.experiment import load_config
 
     carry = load_script("carry")
     carried, restored = tmp_path / "carried", tmp_path / "restored"

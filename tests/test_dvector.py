@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import tsekit
-from tsekit.audio import read_audio
 from tsekit.data import demo_corpus
+from tsekit.data.audio import read_audio
 
 
 @pytest.fixture(scope="module")

@@ -101,7 +101,7 @@ def test_training_single_utterance_and_too_short(registry):
 
 @pytest.mark.parametrize("name", ["ecapa", "xvector"])
 def test_save_and_load_pretrained_folder(registry, tmp_path, name):
-    from tsekit_builtin.ecapa_impl import save_pretrained_folder
+    from tsekit_builtin.ecapa.modules import save_pretrained_folder
 
     torch.manual_seed(0)
     enc = registry.create("encoder", name, preset="tiny")
@@ -121,7 +121,7 @@ def test_save_and_load_pretrained_folder(registry, tmp_path, name):
 
 @pytest.mark.parametrize("name", ["ecapa", "xvector"])
 def test_bad_checkpoints_name_the_file(registry, tmp_path, name):
-    from tsekit_builtin.ecapa_impl import save_pretrained_folder
+    from tsekit_builtin.ecapa.modules import save_pretrained_folder
 
     save_pretrained_folder(registry.create("encoder", name, preset="tiny"), tmp_path)
     ckpt = tmp_path / "embedding_model.ckpt"
@@ -157,7 +157,7 @@ def test_reads_spkrec_hyperparams_without_running_them(tmp_path):
 
 
 def test_embedding_mean_normalisation(registry, tmp_path):
-    from tsekit_builtin.ecapa_impl import save_pretrained_folder
+    from tsekit_builtin.ecapa.modules import save_pretrained_folder
 
     save_pretrained_folder(registry.create("encoder", "ecapa", preset="tiny"), tmp_path)
     with pytest.raises(TsekitError, match=r"mean_var_norm_emb\.ckpt: missing"):
@@ -175,7 +175,7 @@ def test_speechbrain_encoder_classifier_agrees(registry, tmp_path, name):
     """The written folder loads in speechbrain itself and gives the same embedding."""
     from speechbrain.inference.speaker import EncoderClassifier
 
-    from tsekit_builtin.ecapa_impl import save_pretrained_folder
+    from tsekit_builtin.ecapa.modules import save_pretrained_folder
 
     torch.manual_seed(0)
     enc = registry.create("encoder", name, preset="tiny")

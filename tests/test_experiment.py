@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tsekit.engine.experiment import load_config
 from tsekit.errors import ConfigError
-from tsekit.experiment import load_config
 
 EXPERIMENTS = Path(__file__).parents[1] / "experiments"
 
@@ -20,6 +20,21 @@ def test_file_then_overrides() -> None:
     assert config["data"]["simulation"]["sir_range"] == [-5, 5]
     with pytest.raises(ConfigError, match=r"train\.optim\.lrr: unknown key"):
         load_config(None, ["train.optim.lrr=1"])
+
+
+def test_build_config_file_then_overrides_then_flags_and_durations() -> None:
+    from tsekit.engine.experiment import build_config, parse_duration
+    from tsekit.errors import TsekitError
+
+    config = build_config(EXPERIMENTS / "speakerbeam_dvector_film.yaml", ["model.preset=tiny", "train.max_steps=7"],
+                          fusion="add", preset="small", corpus=["a.csv"], max_steps=None)
+    assert config["model"]["fusion"] == "add" and config["model"]["preset"] == "small"  # flags win
+    assert config["train"]["max_steps"] == 7 and config["data"]["corpus"] == "a.csv"  # one corpus: not a list
+    assert build_config(corpus=["a.csv", "b.csv"])["data"]["corpus"] == ["a.csv", "b.csv"]
+    assert build_config(adapt_layers="first")["model"]["adapt_layers"] == "first"
+    assert [parse_duration(t) for t in ("90", "30s", "10m", "1.5h")] == [90, 30, 600, 5400]
+    with pytest.raises(TsekitError, match=r"^--max-time 'soon': expected a duration like 90s, 10m or 1.5h$"):
+        parse_duration("soon")
 
 
 def test_train_cli_runs_resumes_and_refuses_another_config(tsekit_cli, tmp_path: Path) -> None:
@@ -74,7 +89,7 @@ def test_init_from_and_exclude_speakers(tmp_path: Path) -> None:
 def test_mix_seed_changes_training_mixtures_only() -> None:
     import torch
 
-    from tsekit.experiment import datasets
+    from tsekit.engine.experiment import datasets
 
     base = {"data": {"val_size": 3, "val_speakers": 4, "exclude_speakers": ["163", "200"],
                      "simulation": {"segment_seconds": 1.0, "enrollment_seconds": 1.0}}}

@@ -18,8 +18,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from tsekit.engine.experiment import load_config, train
 from tsekit.errors import TsekitError
-from tsekit.experiment import load_config, train
 
 STEPS, KILL_AT = 16, 9  # killed after step 9: its newest checkpoints are step 8 and step 6
 SMALL = {
@@ -126,7 +126,7 @@ def test_no_intact_checkpoint_is_one_error_not_a_fresh_start(tmp_path: Path) -> 
 HOLD_LOCK = """
 import sys, time
 from pathlib import Path
-from tsekit.trainer import run_lock
+from tsekit.engine.trainer import run_lock
 
 with run_lock(Path(sys.argv[1])):
     print("locked", flush=True)

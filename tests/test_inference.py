@@ -11,7 +11,7 @@ import soundfile as sf
 import torch
 
 import tsekit
-from tsekit.checkpoint import save_model
+from tsekit.engine.checkpoint import save_model
 from tsekit.errors import TsekitError
 from tsekit.inference import Extractor, load_model
 
@@ -25,8 +25,8 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from tsekit.audio import read_audio
     from tsekit.data import demo_corpus
+    from tsekit.data.audio import read_audio
 
     root = tmp_path_factory.mktemp("audio")
     utts = demo_corpus()

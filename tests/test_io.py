@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from tsekit.data.evallist import read_eval_list, write_eval_list
 from tsekit.errors import TsekitError
-from tsekit.evallist import read_eval_list, write_eval_list
 from tsekit.io import atomic_open, write_audio
 
 

@@ -1,4 +1,4 @@
-"""tsekit.librimix: LibriMix metadata + enrollment maps (SpeakerBeam and BUT formats) → evaluation lists."""
+"""tsekit.data.librimix: LibriMix metadata + enrollment maps (SpeakerBeam and BUT formats) → evaluation lists."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tsekit.data.evallist import read_eval_list
+from tsekit.data.librimix import import_librimix
 from tsekit.errors import TsekitError
-from tsekit.evallist import read_eval_list
-from tsekit.librimix import import_librimix
 
 MIXTURES = ("1089-134686-0000_121-121726-0000", "1284-1180-0001_237-126133-0002", "2094-142345-0003_61-70968-0004")
 SPLIT = Path("Libri2Mix/wav8k/min/test")

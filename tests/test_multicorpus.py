@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tsekit.corpus import load_corpus
 from tsekit.data import DEMO_CORPUS
+from tsekit.data.corpus import load_corpus
+from tsekit.data.kaldi import import_kaldi
+from tsekit.data.simulate import MixtureSimulator, SimulationConfig, speed_perturb, write_fixed_set
 from tsekit.errors import TsekitError
-from tsekit.kaldi import import_kaldi
-from tsekit.simulate import MixtureSimulator, SimulationConfig, speed_perturb, write_fixed_set
 
 SR = 16000
 
@@ -165,7 +165,7 @@ def test_fixed_sets_record_corpora_and_speeds(kaldi_corpus: Path, tmp_path: Path
 
 
 def test_training_draws_by_corpus_and_validation_is_the_plain_task(kaldi_corpus: Path, tmp_path: Path) -> None:
-    from tsekit.experiment import datasets, load_config
+    from tsekit.engine.experiment import datasets, load_config
 
     manifest = tmp_path / "so.csv"
     import_kaldi([kaldi_corpus / "train", kaldi_corpus / "test"], manifest, corpus="so762", speaker_prefix="so")
@@ -178,3 +178,19 @@ def test_training_draws_by_corpus_and_validation_is_the_plain_task(kaldi_corpus:
     held = val_set.corpus.speakers_by_corpus()
     assert len(held["so762"]) == 1 and len(held["manifest"]) == 5
     assert "so0005" not in train_set.corpus.speakers + val_set.corpus.speakers
+
+
+def test_samples_do_not_depend_on_where_the_corpus_lives(tmp_path: Path) -> None:
+    import shutil
+
+    cfg = SimulationConfig(segment_seconds=1.0, enrollment_seconds=1.0, enrollment_grid_seconds=0.5,
+                           level_db_range=(-35, -15))
+    samples = []
+    for place in ("a", "b/deeper"):
+        shutil.copytree(DEMO_CORPUS, tmp_path / place)
+        sim = MixtureSimulator(load_corpus(tmp_path / place / "manifest.csv", cache=False), cfg, seed=4, length=6)
+        samples.append([sim[i] for i in range(6)])
+    for one, other in zip(*samples, strict=True):
+        assert one["enrollment_key"] is not None and one["enrollment_key"] == other["enrollment_key"]
+        assert np.array_equal(one["enrollment"].numpy(), other["enrollment"].numpy())
+        assert np.array_equal(one["mixture"].numpy(), other["mixture"].numpy())

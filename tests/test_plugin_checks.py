@@ -239,9 +239,9 @@ class LoudnessMetric:
 def test_eval_summary_shows_plugin_metrics(tsekit_cli, tmp_path) -> None:
     import soundfile as sf
 
-    from tsekit.audio import read_audio
-    from tsekit.checkpoint import save_model
     from tsekit.data import demo_corpus
+    from tsekit.data.audio import read_audio
+    from tsekit.engine.checkpoint import save_model
 
     torch.manual_seed(0)
     model_dir = save_model(tsekit.build("dvector", "film", "speakerbeam", preset="tiny"), tmp_path / "model")

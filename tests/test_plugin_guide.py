@@ -39,7 +39,6 @@ def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name, code in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(code)
-    (root / "my_plugin" / "__init__.py").touch()
     project = tomllib.loads(files["pyproject.toml"])["project"]
     info = root / f"{project['name'].replace('-', '_')}-{project['version']}.dist-info"
     info.mkdir()
@@ -63,11 +62,26 @@ def plugins(package: Path):
 
 def test_every_kind_has_a_worked_example() -> None:
     names = {name for _, name, _ in blocks() if name}
-    for module in ("plugin", "encoder", "fusion", "backbone", "selector", "loss", "metric"):
-        assert f"my_plugin/{module}.py" in names
-    hooks = "".join(code for _, name, code in blocks() if name == "my_plugin/plugin.py")
+    assert {name for name in names if name.startswith("my_plugin/")} == {"my_plugin/__init__.py", "my_plugin/modules.py"}
+    hooks = "".join(code for _, name, code in blocks() if name == "my_plugin/__init__.py")
     for hook in ("encoders", "fusions", "backbones", "selectors", "losses", "metrics", "commands"):
         assert f"def tsekit_register_{hook}(" in hooks
+    modules = "".join(code for _, name, code in blocks() if name == "my_plugin/modules.py")
+    factories = re.findall(r'"my_plugin\.modules:(\w+)"', hooks)
+    assert len(factories) == 6 and all(f"class {cls}(" in modules for cls in factories)
+
+
+def test_the_guide_teaches_the_layout_of_the_example_and_the_builtins() -> None:
+    """One layout everywhere: a unit is a package, __init__.py declares and modules.py implements."""
+    root = GUIDE.parents[1] / "plugins"
+    example = tomllib.loads((root / "tsekit-example" / "pyproject.toml").read_text())
+    assert example["project"]["entry-points"]["tsekit"] == {"example": "tsekit_example"}
+    assert {p.name for p in (root / "tsekit-example" / "src" / "tsekit_example").glob("*.py")} == {
+        "__init__.py", "modules.py"}
+    units = tomllib.loads((GUIDE.parents[1] / "pyproject.toml").read_text())["project"]["entry-points"]["tsekit"]
+    for name, module in units.items():
+        folder = root / Path(*module.split("."))
+        assert (folder / "__init__.py").is_file() and (folder / "modules.py").is_file(), name
 
 
 def test_blocks_import_only_the_public_surface() -> None:
@@ -93,7 +107,7 @@ def test_the_plugin_loads_with_every_component(plugins) -> None:
 
 
 def test_the_plugin_module_is_torch_free(package: Path) -> None:
-    code = "import sys, my_plugin.plugin; print('torch' in sys.modules)"
+    code = "import sys, my_plugin; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(package)})
     assert out.stdout.strip() == "False"

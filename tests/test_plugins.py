@@ -21,7 +21,7 @@ class Cfg:
 
 @tsekit.hookimpl
 def tsekit_register_encoders(register):
-    register("{name}", "tsekit_builtin.core_impl:PrecomputedEncoder", config=Cfg,
+    register("{name}", "tsekit_builtin.core.modules:PrecomputedEncoder", config=Cfg,
              capabilities=lambda c: EncoderCaps(c.dim, 16000, False, True), summary="{summary}"{extra})
 """
 
@@ -218,3 +218,17 @@ def test_example_third_party_package_end_to_end() -> None:
     model = tsekit.build("mfcc-mean", "gate", "speakerbeam", "all", preset="tiny", registry=reg)
     out = model(torch.randn(2, 1600), torch.randn(2, 8000))
     assert out.shape == (2, 1600)
+
+
+def test_a_plugin_for_another_major_plugin_api_is_refused(fake_dist) -> None:
+    fake_dist("tsekit-future", {"future_mod": "TSEKIT_PLUGIN_API = 2\n" + encoder_plugin("future")},
+              {"future": "future_mod"})
+    fake_dist("tsekit-current", {"current_mod": "TSEKIT_PLUGIN_API = '1.0'\n" + encoder_plugin("current")},
+              {"current": "current_mod"})
+    ps = load_plugins(autoload=True)
+    assert ps.infos["future"].status == "error"
+    assert f"written for tsekit's plugin API 2, this tsekit has {tsekit.PLUGIN_API}" in ps.infos["future"].error
+    assert not ps.registry.has("encoder", "future")
+    assert ps.infos["current"].status == "ok" and ps.registry.has("encoder", "current")
+    with pytest.raises(PluginError, match="plugin API 2"):
+        load_plugins(autoload=True, strict=True)

@@ -1,4 +1,4 @@
-"""tsekit.report on a hand-built ablation output folder with known numbers."""
+"""tsekit.engine.report on a hand-built ablation output folder with known numbers."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 from scipy import stats
 
-from tsekit.errors import TsekitError
-from tsekit.report import (
+from tsekit.engine.report import (
     _bar_errors,
     _grid,
     bar_chart,
@@ -21,10 +20,13 @@ from tsekit.report import (
     markdown_table,
     mean_ci,
     paired_differences,
+    rebuild_report,
+    resolve_baseline,
     rich_table,
     summarize,
     write_report,
 )
+from tsekit.errors import TsekitError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 MIXTURES = ["m0", "m1", "m2", "m3"]
@@ -283,6 +285,37 @@ def test_write_report_defaults_from_ablation_json(out: Path) -> None:
     text = write_report(out, baseline="dvector/film/speakerbeam@tcn.0 lr=0.01")["report"].read_text(encoding="utf-8")
     assert "## Paired differences vs the baseline `dvector/film/speakerbeam@tcn.0 lr=0.01`" in text  # by label
     assert "No per-mixture metrics shared with the baseline" in text
+
+
+def test_resolve_baseline_by_hash_or_label_else_the_first_cell_with_a_note(out: Path) -> None:
+    rows = load_rows(out)
+    assert resolve_baseline(rows) == (A, None)
+    assert resolve_baseline(rows, B) == (B, None)
+    assert resolve_baseline(rows, "ecapa/film/speakerbeam@tcn.7") == (C, None)
+    base, note = resolve_baseline(rows, "nope")
+    assert base == A and note is not None and "`nope` has no results yet" in note
+    with pytest.raises(TsekitError, match="no result rows"):
+        resolve_baseline([], A)
+
+
+def test_rebuild_report_uses_the_ablation_json_and_refuses_an_unknown_baseline(out: Path, tmp_path: Path) -> None:
+    with pytest.raises(TsekitError, match=r"not an ablation folder \(no ablation.json\)"):
+        rebuild_report(out)
+    spec = {"baseline": B, "command": "tsekit ablate -f film,concat", "budget": "3steps", "eval_list": "eval/x.csv",
+            "pruned": [{"cell": "p/q/r@s", "reason": "fusion q cannot attach to BCFT"}]}
+    (out / "ablation.json").write_text(json.dumps(spec), encoding="utf-8")
+    text = rebuild_report(out)["report"].read_text(encoding="utf-8")
+    assert "## Paired differences vs the baseline `dvector/concat/speakerbeam@tcn.0`" in text
+    assert "`tsekit ablate -f film,concat`" in text and "- **budget**: 3steps" in text and "fusion q cannot" in text
+    text = rebuild_report(out, baseline="ecapa/film/speakerbeam@tcn.7")["report"].read_text(encoding="utf-8")
+    assert "## Paired differences vs the baseline `ecapa/film/speakerbeam@tcn.7`" in text
+    with pytest.raises(TsekitError, match=r"--baseline 'nope': no such cell in "):
+        rebuild_report(out, baseline="nope")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "ablation.json").write_text("{}", encoding="utf-8")
+    (tmp_path / "empty" / "results.jsonl").write_text("\n", encoding="utf-8")
+    with pytest.raises(TsekitError, match="no finished cells yet"):
+        rebuild_report(tmp_path / "empty")
 
 
 def test_write_report_one_cell_one_seed_no_csv(tmp_path: Path) -> None:

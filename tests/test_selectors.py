@@ -7,11 +7,11 @@ import torch
 
 import tsekit
 import tsekit_builtin.selectors as selectors_plugin
-from tsekit.audio import read_audio
 from tsekit.data import demo_corpus
+from tsekit.data.audio import read_audio
 from tsekit.nn import ReferenceSelector, Selection
 from tsekit.plugins import load_plugins
-from tsekit_builtin.selectors_impl import chunk_reference
+from tsekit_builtin.selectors.modules import chunk_reference
 
 SR = 16000
 PAIRS = ((0, 1), (2, 3), (4, 5), (6, 7))  # (target A, interferer B): consecutive corpus speakers

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 import tsekit
-from tsekit.audio import read_audio
 from tsekit.data import demo_corpus
+from tsekit.data.audio import read_audio
+from tsekit.engine.trainer import LoopConfig, OptimConfig, fit
 from tsekit.errors import TsekitError
 from tsekit.losses import parse_loss
 from tsekit.nn import Adapter, SiteAdapter, SpeakerEncoder, count_parameters
-from tsekit.trainer import LoopConfig, OptimConfig, fit
 
 
 def make(preset=None, **overrides):

@@ -8,7 +8,7 @@ from tsekit.model import build
 from tsekit.nn import Adapter, count_parameters
 from tsekit.plugins import load_plugins
 from tsekit_builtin import core, fusions
-from tsekit_builtin.spectron_impl import overlap_add, segment
+from tsekit_builtin.spectron.modules import overlap_add, segment
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 import tsekit
-from tsekit.checkpoint import load_model, save_model
+from tsekit.engine.checkpoint import load_model, save_model
+from tsekit.engine.trainer import LoopConfig, OptimConfig, fit
 from tsekit.errors import TsekitError
 from tsekit.model import ProjectedEncoder
 from tsekit.swap import swap_encoder, trainable_parts
-from tsekit.trainer import LoopConfig, OptimConfig, fit
 
 
 @pytest.fixture(scope="module")

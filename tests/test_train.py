@@ -12,14 +12,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tsekit.trainer import OptimConfig, lr_factor
+from tsekit.engine.trainer import OptimConfig, lr_factor
 
 SCRIPT = textwrap.dedent(
     """
     import os, signal, sys, torch
     import tsekit
     from tsekit.losses import parse_loss
-    from tsekit.trainer import LoopConfig, OptimConfig, fit
+    from tsekit.engine.trainer import LoopConfig, OptimConfig, fit
 
     torch.set_num_threads(1)
 
@@ -131,7 +131,7 @@ def test_ddp_and_accumulation_match_one_process_with_the_whole_batch(tmp_path: P
 
 def test_embedding_cache_reuses_frozen_encoder_outputs() -> None:
     import tsekit
-    from tsekit.trainer import EmbeddingCache
+    from tsekit.engine.trainer import EmbeddingCache
 
     model = tsekit.build("dvector", "film", "speakerbeam", preset="tiny")
     cache = EmbeddingCache(size=3)
@@ -144,3 +144,48 @@ def test_embedding_cache_reuses_frozen_encoder_outputs() -> None:
         assert torch.allclose(first, model.enroll(wav), atol=1e-6)
     cache.embed(model, torch.randn(2, 8000), None, ["c", "d"])  # LRU evicts the oldest
     assert len(cache.items) == 3 and "b" not in cache.items
+
+
+def test_config_hashes_are_those_of_earlier_runs() -> None:
+    """Run folders' and ablation cells' config hashes are one function (tsekit.io.stable_hash), unchanged."""
+    from tsekit.engine import ablation
+    from tsekit.io import stable_hash
+
+    known = {"model": {"encoder": "dvector", "fusion": "film", "adapt_layers": "first"}, "seed": 0, "lr": 1e-3,
+             "path": Path("/x"), "steps": [1, 2]}
+    assert stable_hash(known) == "3f34f4e50a6a" and stable_hash(known, 16) == "3f34f4e50a6ab76b"  # as in 0.1.0
+    legacy = json.loads((Path(__file__).parent / "fixtures" / "legacy_0_1_0" / "run" / "config.json").read_text())
+    assert stable_hash(legacy["config"]) == legacy["config_hash"] == "647bd39bff7b"  # written by tsekit 0.1.0
+    assert ablation.stable_hash is stable_hash
+
+
+def test_validation_scores_with_the_registered_metrics() -> None:
+    """validate() is the si-sdr/si-sdri metrics of `tsekit eval` on target-present rows; the si-sdr loss agrees."""
+    import tsekit
+    from tsekit.engine.trainer import validate
+    from tsekit.losses import parse_loss
+    from tsekit.metrics import compute_metrics
+
+    torch.manual_seed(1)
+    model = tsekit.build("dvector", "film", "speakerbeam", preset="tiny")
+    g = torch.Generator().manual_seed(3)
+    batches = []
+    for b in range(2):
+        target = torch.randn(3, 4000, generator=g) * 0.1
+        if b == 1:
+            target[2] = 0  # target absent: not scored
+        batches.append({"mixture": target + torch.randn(3, 4000, generator=g) * 0.1, "target": target,
+                        "enrollment": torch.randn(3, 8000, generator=g) * 0.1})
+    scores = validate(model, batches, torch.device("cpu"))
+    rows, loss_db = [], []
+    with torch.no_grad():
+        for batch in batches:
+            estimate = model(batch["mixture"], batch["enrollment"])
+            for est, tgt, mix in zip(estimate, batch["target"], batch["mixture"], strict=True):
+                if tgt.abs().sum() > 0:
+                    rows.append(compute_metrics(["si-sdr", "si-sdri"], est, tgt, mix, model.sample_rate))
+                    loss_db.append(-parse_loss("si-sdr")(est[None], tgt[None]).item())
+    assert scores["n"] == len(rows) == 5
+    assert scores["si_sdr"] == pytest.approx(sum(r["si-sdr"] for r in rows) / 5, abs=1e-9)
+    assert scores["si_sdri"] == pytest.approx(sum(r["si-sdri"] for r in rows) / 5, abs=1e-9)
+    assert loss_db == pytest.approx([r["si-sdr"] for r in rows], abs=1e-3)  # one formula: float32 torch vs float64

@@ -1,4 +1,4 @@
-"""What ``tsekit plugins check`` verifies about registered components.
+"""What ``tsekit plugins check`` verifies about registered components (:func:`check_plugins`).
 
 :func:`declaration_problems` is torch-free (configs of every preset, capabilities, sites, default fusion);
 :func:`build_problems` builds every component and runs a tiny forward per backbone (``--deep``);
@@ -13,7 +13,8 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tsekit.contracts import BackboneCaps, EncoderCaps, FusionCaps, SelectorCaps, check_fusion_at_site
+from tsekit.contracts import BackboneCaps, EncoderCaps, FusionCaps, SelectorCaps
+from tsekit.plan import check_fusion_at_site
 from tsekit.plugins import _describe
 
 if TYPE_CHECKING:
@@ -37,6 +38,22 @@ def _presets(spec: ComponentSpec) -> list[str | None]:
 
 def _where(spec: ComponentSpec, preset: str | None) -> str:
     return f"{spec.qualified_name} ({spec.kind}" + (f", preset '{preset}')" if preset else ", default config)")
+
+
+def check_plugins(plugin_set: PluginSet, registry: Registry, *, deep: bool = False) -> dict[str, Any]:
+    """What ``tsekit plugins check`` reports: ``{"ok", "problems"}`` (broken or clashing plugins, then each
+    component's declaration problems, or with ``deep`` its build problems when its declaration is sound) and
+    with ``deep`` also ``"warnings"`` and ``"import_ms"`` (each plugin's import time)."""
+    problems = [f"{i.label}: {i.error}" for i in plugin_set.errors()] + [str(c) for c in registry.conflicts]
+    for spec in registry.list():
+        found = declaration_problems(spec, registry)
+        problems += found if found or not deep else build_problems(spec, registry)
+    report: dict[str, Any] = {"ok": not problems, "problems": problems}
+    if deep:
+        times, warnings = import_times(plugin_set)
+        warnings += [t.warning for t in times if t.warning]
+        report |= {"warnings": warnings, "import_ms": {t.plugin.name: round(t.ms, 1) for t in times}}
+    return report
 
 
 def declaration_problems(spec: ComponentSpec, registry: Registry) -> list[str]:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 
 class TsekitError(Exception):
@@ -12,6 +13,15 @@ class TsekitError(Exception):
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> list[str]:
     return difflib.get_close_matches(word, list(candidates), n=3, cutoff=0.6)
+
+
+def require_extras(owner: str, needs: Iterable[str], extras: Mapping[str, Any], kind: str = "loss") -> None:
+    """Raise :class:`TsekitError` naming the extras in ``needs`` that are missing (or ``None``) from ``extras``;
+    ``kind`` and ``owner`` name the component (``loss 'si-sdr'``, ``metric 'pesq'``). The losses' and the
+    metrics' ``needs`` check (:mod:`tsekit.losses`, :mod:`tsekit.metrics` re-export it)."""
+    missing = [n for n in needs if extras.get(n) is None]
+    if missing:
+        raise TsekitError(f"{kind} '{owner}' needs extra(s) {', '.join(missing)}; pass them as keyword arguments")
 
 
 class UnknownComponentError(TsekitError, KeyError):

@@ -4,7 +4,10 @@ A plugin is a module (or object) with functions marked ``@tsekit.hookimpl`` and 
 the hooks below. It is found through the ``tsekit`` entry-point group::
 
     [project.entry-points.tsekit]
-    myplugin = "tsekit_myplugin.plugin"
+    myplugin = "tsekit_myplugin"
+
+The layout (docs/plugins.md): the named package's ``__init__.py`` declares the components and holds
+the hooks (torch-free), its ``modules.py`` holds their torch code.
 
 Registration hooks receive a ``register`` callback bound to the calling plugin, so every
 component records its provider. Its signature (see :class:`tsekit.registry.Registrar`)::
@@ -25,6 +28,9 @@ import pluggy
 
 PROJECT = "tsekit"
 ENTRY_POINT_GROUP = "tsekit"
+PLUGIN_API = "1.0"
+"""The plugin interface's version (hooks, register, contracts, base classes); a plugin module may state the
+major version it needs as ``TSEKIT_PLUGIN_API`` (docs/plugins.md, versions and deprecation)."""
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)

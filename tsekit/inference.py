@@ -20,10 +20,10 @@ def read_checked(path: str | Path, sample_rate: int | None, notice: Callable[[st
     """Mono float32 tensor at ``sample_rate`` (or the file's rate); silent audio is an error."""
     import soundfile as sf
 
-    from tsekit.audio import read_audio
+    from tsekit.data.audio import read_audio
 
     path = Path(path)
-    wav, sr = read_audio(path)
+    wav, sr = read_audio(path, sample_rate)
     try:
         channels = sf.info(str(path)).channels
     except Exception:
@@ -32,10 +32,6 @@ def read_checked(path: str | Path, sample_rate: int | None, notice: Callable[[st
         notice(f"{path}: {channels} channels, downmixed to mono")
     if float(wav.abs().max()) < 1e-6:
         raise TsekitError(f"{path}: silent audio")
-    if sample_rate and sr != sample_rate:
-        import torchaudio.functional as AF
-
-        wav = AF.resample(wav, sr, sample_rate)
     return wav, sr
 
 
@@ -81,9 +77,9 @@ class Extractor:
     def _to_model_rate(self, wav: Any, sr: int) -> Any:
         if sr == self.sample_rate:
             return wav
-        import torchaudio.functional as AF
+        from tsekit.data.audio import resample
 
-        return AF.resample(wav, sr, self.sample_rate)
+        return resample(wav, sr, self.sample_rate)
 
     def _check_speech(self, wav: Any, sample_rate: int, what: str) -> None:
         """Refuse an enrollment without speech, or only warn with ``allow_no_speech``."""
@@ -139,9 +135,9 @@ class Extractor:
             if self.rescale:
                 out = mixture_consistent_scale(out, x)
         if sr != self.sample_rate:
-            import torchaudio.functional as AF
+            from tsekit.data.audio import resample
 
-            out = AF.resample(out, self.sample_rate, sr)
+            out = resample(out, self.sample_rate, sr)
         n = wav.shape[-1]
         out = out[:n] if out.shape[-1] >= n else torch.nn.functional.pad(out, (0, n - out.shape[-1]))
         return out, sr
@@ -188,8 +184,8 @@ def load_model(path: str | Path | None = None, *, device: str = "cpu", registry:
     """A saved model (run folder, ``best/`` or ``last/`` folder, or ``model.json``) as an :class:`Extractor`;
     ``None`` loads the shipped default model (:data:`DEFAULT_MODEL`). ``options`` go to :class:`Extractor`, e.g.
     ``allow_no_speech=True`` to accept an enrollment in which no speech is detected (with a warning)."""
-    from tsekit.checkpoint import SPEC_FILE
-    from tsekit.checkpoint import load_model as load_checkpoint
+    from tsekit.engine.checkpoint import SPEC_FILE
+    from tsekit.engine.checkpoint import load_model as load_checkpoint
 
     if path is None:
         if not (DEFAULT_MODEL / SPEC_FILE).is_file():

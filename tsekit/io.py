@@ -1,8 +1,11 @@
-"""Atomic file writes: a killed process never leaves a half-written result behind."""
+"""Atomic file writes (a killed process never leaves a half-written result behind), JSON helpers and the
+stable hash of configs."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import math
 import os
 import tempfile
@@ -47,6 +50,14 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [json_safe(v) for v in value]
     return value
+
+
+def stable_hash(obj: Any, n: int = 12) -> str:
+    """The first ``n`` hex digits of the SHA-256 of ``obj`` as sorted-key JSON (``str()`` for what JSON cannot hold).
+
+    Run folders' ``config_hash`` and ablation cells' hashes are this; it must not change, or resumes stop matching.
+    """
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
 
 
 def write_audio(path: str | Path, wav: Any, sample_rate: int) -> None:

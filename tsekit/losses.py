@@ -27,12 +27,11 @@ into a built loss (a ``weighted`` sum when there are several terms or a weight â
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch import nn
 
-from tsekit.errors import ConfigError, TsekitError
+from tsekit.errors import ConfigError, require_extras
 
 if TYPE_CHECKING:
     from tsekit.registry import Registry
@@ -41,13 +40,6 @@ __all__ = ["EXTRAS", "Loss", "parse_loss", "parse_terms", "require_extras"]
 
 EXTRAS: tuple[str, ...] = ("mixture", "scales", "sources", "speaker_logits", "speaker_ids", "sample_rate")
 """The extras a trainer may pass to a loss."""
-
-
-def require_extras(owner: str, needs: tuple[str, ...], extras: Mapping[str, Any]) -> None:
-    """Raise :class:`TsekitError` naming the extras in ``needs`` that are missing (or ``None``)."""
-    missing = [n for n in needs if extras.get(n) is None]
-    if missing:
-        raise TsekitError(f"loss '{owner}' needs extra(s) {', '.join(missing)}; pass them as keyword arguments")
 
 
 class Loss(nn.Module):

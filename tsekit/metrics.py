@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from tsekit.errors import TsekitError
+from tsekit.errors import TsekitError, require_extras
 
 if TYPE_CHECKING:
     from tsekit.registry import Registry
@@ -87,13 +87,6 @@ def is_absent(target: Any, threshold: float = ABSENT_THRESHOLD) -> bool:
     return signal.size == 0 or float(np.mean(signal**2)) <= threshold
 
 
-def require_extras(owner: str, needs: tuple[str, ...], extras: Mapping[str, Any]) -> None:
-    """Raise :class:`TsekitError` naming the extras in ``needs`` that are missing (or ``None``)."""
-    missing = [n for n in needs if extras.get(n) is None]
-    if missing:
-        raise TsekitError(f"metric '{owner}' needs extra(s) {', '.join(missing)}; pass them as keyword arguments")
-
-
 class Metric:
     """Base class: ``__call__`` checks extras and shapes, then calls :meth:`compute` on float64 arrays."""
 
@@ -105,7 +98,7 @@ class Metric:
     def __call__(
         self, estimate: Any, target: Any, mixture: Any = None, sample_rate: int | None = None, **extras: Any
     ) -> float | dict[str, float]:
-        require_extras(self.name, self.needs, extras)
+        require_extras(self.name, self.needs, extras, kind="metric")
         est, tgt = as_signal(estimate, "estimate"), as_signal(target, "target")
         mix = None if mixture is None else as_signal(mixture, "mixture")
         lengths = {len(est), len(tgt)} | ({len(mix)} if mix is not None else set())

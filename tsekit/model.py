@@ -1,45 +1,22 @@
-"""Model assembly: encoder × fusion × backbone × adaptation sites → one ``nn.Module``."""
+"""Model assembly: encoder × fusion × backbone × adaptation sites → one ``nn.Module``.
+
+What to build is decided and checked by :mod:`tsekit.plan` (torch-free); :func:`assemble` creates a plan's modules.
+"""
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from tsekit.config import config_to_dict
-from tsekit.contracts import (
-    BackboneCaps,
-    EncoderCaps,
-    FusionCaps,
-    PlacementRequest,
-    Site,
-    check_fusion_at_site,
-    resolve_placement,
-)
-from tsekit.errors import PlacementError, TsekitError
+from tsekit.contracts import Site
+from tsekit.errors import TsekitError
 from tsekit.nn import Backbone, Fusion, SiteAdapter, SpeakerEncoder, count_parameters
-from tsekit.registry import ComponentSpec, Registry, get_registry
-
-
-@dataclass
-class ModelSpec:
-    """What was built, enough to rebuild it: names, providers, resolved configs, sites."""
-
-    encoder: str
-    fusion: str
-    backbone: str
-    adapt_layers: list[str]
-    encoder_config: dict[str, Any] = field(default_factory=dict)
-    fusion_config: dict[str, Any] = field(default_factory=dict)
-    backbone_config: dict[str, Any] = field(default_factory=dict)
-    share_fusion: bool = False
-    providers: dict[str, str] = field(default_factory=dict)
-    encoder_projection_dim: int | None = None
-    """When set, a learned linear projection maps the encoder's embedding to this size (a swapped encoder)."""
+from tsekit.plan import Component, ModelPlan, ModelSpec, PlacementRequest, plan
+from tsekit.registry import Registry
 
 
 class ProjectedEncoder(SpeakerEncoder):
@@ -138,9 +115,9 @@ class TSEModel(nn.Module):
         if enrollment.dim() == 1:
             enrollment = enrollment.unsqueeze(0)
         if self.encoder.sample_rate != self.sample_rate:
-            import torchaudio.functional as AF
+            from tsekit.data.audio import resample
 
-            enrollment = AF.resample(enrollment, self.sample_rate, self.encoder.sample_rate)
+            enrollment = resample(enrollment, self.sample_rate, self.encoder.sample_rate)
             if lengths is not None:
                 ratio = self.encoder.sample_rate / self.sample_rate
                 lengths = (lengths.to(torch.float64) * ratio).floor().to(torch.long)
@@ -236,12 +213,6 @@ def _key(site: str) -> str:
     return site.replace(".", "__")
 
 
-def _component(registry: Registry, kind: str, value: Any) -> ComponentSpec:
-    if not isinstance(value, str):
-        raise TsekitError(f"{kind} must be a registered name, got {type(value).__name__}")
-    return registry.get(kind, value)
-
-
 def build(
     encoder: str | SpeakerEncoder = "dvector",
     fusion: str | None = None,
@@ -260,82 +231,122 @@ def build(
     """Assemble a TSE model from registered components.
 
     ``adapt_layers``: where the speaker cue enters (``None``/``"default"`` = the backbone
-    paper's site; ``first``, ``last``, ``all``, ``every:N``, indices, site names, lists).
-    ``fusion=None`` uses the backbone paper's fusion. ``preset`` selects a backbone preset
-    (e.g. ``"small"``). ``encoder`` may also be a ready :class:`SpeakerEncoder` instance.
+    paper's site; ``first``, ``last``, ``all``, ``every:N``, indices, site names, several joined
+    by ``+`` or ``,``, lists). ``fusion=None`` uses the backbone paper's fusion. ``preset`` selects a
+    backbone preset (e.g. ``"small"``). ``encoder`` may also be a ready :class:`SpeakerEncoder` instance.
     ``share_fusion`` uses one fusion module at every chosen site (needs equal site dims).
     ``encoder_projection_dim`` puts a learned linear projection to that size behind the encoder
     (:class:`ProjectedEncoder`; the fusions then see that size), as a swapped encoder has.
+    Every decision and check is :func:`tsekit.plan.plan`'s; this only creates the modules.
     """
-    reg = registry or get_registry()
-    b_spec = _component(reg, "backbone", backbone)
-    b_cfg = b_spec.make_config(preset, backbone_options)
-    b_caps: BackboneCaps = b_spec.capabilities_for(b_cfg)
+    model_plan = plan(
+        encoder,
+        fusion,
+        backbone,
+        adapt_layers,
+        preset=preset,
+        encoder_options=encoder_options,
+        fusion_options=fusion_options,
+        backbone_options=backbone_options,
+        encoder_preset=encoder_preset,
+        share_fusion=share_fusion,
+        encoder_projection_dim=encoder_projection_dim,
+        registry=registry,
+    )
+    return assemble(model_plan, encoder if isinstance(encoder, SpeakerEncoder) else None)
 
-    providers = {"backbone": b_spec.qualified_name}
-    if isinstance(encoder, SpeakerEncoder):
-        enc_module = encoder
-        e_name, e_cfg_dict = type(encoder).__name__, {}
-        emb_dim = encoder.embedding_dim
-    else:
-        e_spec = _component(reg, "encoder", encoder)
-        e_cfg = e_spec.make_config(encoder_preset, encoder_options)
-        e_caps: EncoderCaps = e_spec.capabilities_for(e_cfg)
-        emb_dim = e_caps.embedding_dim
-        e_name, e_cfg_dict = e_spec.name, config_to_dict(e_cfg)
-        providers["encoder"] = e_spec.qualified_name
-        enc_module = None
-    inner_dim = emb_dim
-    if encoder_projection_dim is not None:
-        if int(encoder_projection_dim) < 1:
-            raise TsekitError(f"encoder_projection_dim must be positive, got {encoder_projection_dim}")
-        emb_dim = int(encoder_projection_dim)
 
-    fusion_name = fusion or b_caps.default_fusion
-    if fusion_name is None:
-        raise TsekitError(f"backbone '{b_spec.name}' declares no default fusion; pass fusion=")
-    f_spec = _component(reg, "fusion", fusion_name)
-    f_cfg = f_spec.make_config(None, fusion_options)
-    f_caps: FusionCaps = f_spec.capabilities_for(f_cfg)
-    providers["fusion"] = f_spec.qualified_name
+def create_encoder(encoder: Component) -> SpeakerEncoder:
+    """The planned encoder's module, which must give the embedding size its capabilities declare."""
+    module: SpeakerEncoder = encoder.create()
+    declared = encoder.caps.embedding_dim
+    if module.embedding_dim != declared:
+        raise TsekitError(f"encoder '{encoder.name}' declares embedding_dim {declared} but built {module.embedding_dim}")
+    return module
 
-    sites = resolve_placement(adapt_layers, b_caps)
-    for site in sites:
-        reason = check_fusion_at_site(f_spec.name, f_caps, site, emb_dim)
-        if reason:
-            raise PlacementError(reason)
-    if share_fusion and len({(s.dim, s.layout) for s in sites}) > 1:
-        raise PlacementError("share_fusion needs every chosen site to have the same channel dim and layout")
 
-    # Build modules only after every check passed.
-    if enc_module is None:
-        enc_module = e_spec.create(e_cfg)
-        if enc_module.embedding_dim != inner_dim:
-            raise TsekitError(
-                f"encoder '{e_spec.name}' declares embedding_dim {inner_dim} but built {enc_module.embedding_dim}"
-            )
-    if encoder_projection_dim is not None:
-        enc_module = ProjectedEncoder(enc_module, emb_dim)
-    bb = b_spec.create(b_cfg)
-    enc_module.bind(bb)
+def assemble(model_plan: ModelPlan, encoder: SpeakerEncoder | None = None) -> TSEModel:
+    """The modules of a plan (``encoder``: the ready encoder a plan made for an instance was given)."""
+    if encoder is None:
+        if "encoder" not in model_plan.components:
+            raise TsekitError(f"the plan was made for a ready encoder ({model_plan.encoder}); pass it as encoder=")
+        encoder = create_encoder(model_plan.components["encoder"])
+    if model_plan.encoder_projection_dim is not None:
+        encoder = ProjectedEncoder(encoder, model_plan.encoder_projection_dim)
+    backbone = model_plan.components["backbone"].create()
+    encoder.bind(backbone)
+    fusion = model_plan.components["fusion"]
     fusions: dict[str, Fusion] = {}
     shared: Fusion | None = None
-    for site in sites:
-        if share_fusion and shared is not None:
+    for site in model_plan.sites:
+        if model_plan.share_fusion and shared is not None:
             fusions[site.name] = shared
             continue
-        fusions[site.name] = f_spec.create(f_cfg, channels=site.dim, embedding_dim=emb_dim)
-        shared = fusions[site.name]
-    spec = ModelSpec(
-        encoder=e_name,
-        fusion=f_spec.name,
-        backbone=b_spec.name,
-        adapt_layers=[s.name for s in sites],
-        encoder_config=e_cfg_dict,
-        fusion_config=config_to_dict(f_cfg),
-        backbone_config=config_to_dict(b_cfg),
-        share_fusion=share_fusion,
-        providers=providers,
-        encoder_projection_dim=emb_dim if encoder_projection_dim is not None else None,
-    )
-    return TSEModel(enc_module, bb, fusions, sites, spec)
+        fusions[site.name] = shared = fusion.create(channels=site.dim, embedding_dim=model_plan.embedding_dim)
+    return TSEModel(encoder, backbone, fusions, model_plan.sites, model_plan.spec())
+
+
+def inspect_model(
+    registry: Any,
+    *,
+    encoder: str,
+    fusion: str | None,
+    backbone: str,
+    adapt_layers: str | None,
+    preset: str | None,
+    options: dict[str, dict[str, str]],
+    seconds: float,
+) -> dict[str, Any]:
+    """Build a model and run it once on bundled speech: components, configs, sites, parameters and timings."""
+    import time
+
+    from tsekit.data import demo_corpus
+    from tsekit.data.audio import read_audio
+
+    model = build(
+        encoder,
+        fusion,
+        backbone,
+        adapt_layers,
+        preset=preset,
+        encoder_options=options.get("encoder"),
+        fusion_options=options.get("fusion"),
+        backbone_options=options.get("backbone"),
+        registry=registry,
+    ).eval()
+    sr = model.sample_rate
+    n = int(seconds * sr)
+    utts = demo_corpus()
+    a, _ = read_audio(utts[0].path, sr)
+    b, _ = read_audio(utts[1].path, sr)
+    mixture = (a[:n] + b[:n]).unsqueeze(0)
+    enrollment = a[n : 2 * n].unsqueeze(0)
+    with torch.inference_mode():
+        t0 = time.perf_counter()
+        emb = model.enroll(enrollment)
+        t1 = time.perf_counter()
+        out = model.extract(mixture, emb)
+        t2 = time.perf_counter()
+    assert model.spec is not None
+    return {
+        "components": {
+            "encoder": model.spec.providers.get("encoder", model.spec.encoder),
+            "fusion": model.spec.providers["fusion"],
+            "backbone": model.spec.providers["backbone"],
+        },
+        "configs": {
+            "encoder": model.spec.encoder_config,
+            "fusion": model.spec.fusion_config,
+            "backbone": model.spec.backbone_config,
+        },
+        "adapt_layers": model.spec.adapt_layers,
+        "parameters": model.parameter_counts(),
+        "sample_rate": sr,
+        "input": f"LibriSpeech {utts[0].speaker} + {utts[1].speaker} (bundled), enrollment: later segment of {utts[0].speaker}",
+        "seconds": mixture.shape[-1] / sr,
+        "enroll_ms": (t1 - t0) * 1000,
+        "extract_ms": (t2 - t1) * 1000,
+        "rtf": (t2 - t1) / (mixture.shape[-1] / sr),
+        "output_shape": list(out.shape),
+        "output_finite": bool(torch.isfinite(out).all()),
+    }

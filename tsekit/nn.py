@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from tsekit.contracts import BackboneCaps, Site
+
+PRETRAINED_WEIGHTS = "encoder.safetensors"
+PRETRAINED_INFO = "encoder.json"
+PRETRAINED_FORMAT = "tsekit-encoder/1"
 
 
 class SpeakerEncoder(nn.Module):
@@ -40,6 +46,74 @@ class SpeakerEncoder(nn.Module):
 
     def train(self, mode: bool = True) -> SpeakerEncoder:
         return super().train(mode and not self.frozen)
+
+    def save_pretrained(self, folder: str | Path) -> list[Path]:
+        """Write this encoder to ``folder`` (created if needed); return the files written.
+
+        ``tsekit pretrain-encoder`` (:func:`tsekit.pretrain_encoder`) calls it after training. The default
+        writes tsekit's own layout, which :meth:`load_pretrained` reads back: ``encoder.safetensors`` (the
+        state dict) and ``encoder.json`` (class, embedding size, rate, and the config when the encoder
+        keeps it as ``self.config``). An encoder with a layout of its own overrides it (``ecapa`` and
+        ``xvector`` write a speechbrain pretrained folder that their ``source=`` option loads).
+        """
+        import json
+
+        from safetensors.torch import save_file
+
+        from tsekit.config import config_to_dict
+
+        out = Path(folder).expanduser()
+        out.mkdir(parents=True, exist_ok=True)
+        config = getattr(self, "config", None)
+        info = {
+            "format": PRETRAINED_FORMAT,
+            "class": f"{type(self).__module__}:{type(self).__qualname__}",
+            "embedding_dim": int(self.embedding_dim),
+            "sample_rate": int(self.sample_rate),
+            "config": config_to_dict(config) if dataclasses.is_dataclass(config) else None,
+        }
+        state = {k: v.detach().cpu().contiguous().clone() for k, v in self.state_dict().items()}
+        weights, meta = out / PRETRAINED_WEIGHTS, out / PRETRAINED_INFO
+        save_file(state, str(weights), metadata={"format": PRETRAINED_FORMAT})
+        meta.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        return [weights, meta]
+
+    def load_pretrained(self, folder: str | Path) -> SpeakerEncoder:
+        """Load the weights that the default :meth:`save_pretrained` wrote to ``folder``; every tensor
+        must match this encoder's (so build it with the config it was pre-trained with). Returns self."""
+        import json
+
+        from safetensors.torch import load_file
+
+        from tsekit.errors import TsekitError
+
+        root = Path(folder).expanduser()
+        path = root / PRETRAINED_WEIGHTS
+        if not path.is_file():
+            raise TsekitError(f"{root}: no {PRETRAINED_WEIGHTS} (a folder written by tsekit pretrain-encoder)")
+        try:
+            state = load_file(str(path))
+        except Exception as exc:
+            raise TsekitError(f"{path}: not a readable safetensors file ({type(exc).__name__}: {exc})") from None
+        own = self.state_dict()
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+                  if k in state and state[k].shape != v.shape]
+        if missing or unexpected or shapes:
+            saved = ""
+            try:
+                info = json.loads((root / PRETRAINED_INFO).read_text(encoding="utf-8"))
+                saved = f"; it was saved from {info.get('class')} with config {info.get('config')}"
+            except (OSError, ValueError):
+                pass
+            parts = [f"missing {missing[:3]}" if missing else "", f"unexpected {unexpected[:3]}" if unexpected else "",
+                     f"shapes {shapes[:2]}" if shapes else ""]
+            raise TsekitError(
+                f"{path}: does not match this {type(self).__name__} ({'; '.join(p for p in parts if p)}){saved}"
+            )
+        self.load_state_dict(state)
+        return self
 
 
 class Fusion(nn.Module):

@@ -5,21 +5,23 @@ Environment:
   TSEKIT_DISABLE_PLUGIN_AUTOLOAD=1   do not load entry points (tests, debugging)
   TSEKIT_DISABLE_PLUGINS=a,b         skip these plugins by name
   TSEKIT_PLUGINS=mod1,mod2           also load these modules as plugins
+  TSEKIT_PLUGIN_INDEX=0              the CLI does not use (or write) its plugin index (tsekit.plugin_index)
+
+This module builds :class:`~tsekit.components.Registry` objects and holds the process-wide plugin set
+(``get_plugins``, ``get_registry``); :mod:`tsekit.components` imports nothing from it.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
-import traceback
 from dataclasses import dataclass, field
-from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 import pluggy
 
 from tsekit import hookspecs
+from tsekit.components import Registry, describe_exception
 from tsekit.errors import PluginError, did_you_mean
 
 _SPEC_NAMES = frozenset(n for n in dir(hookspecs) if n.startswith("tsekit_"))
@@ -67,10 +69,7 @@ def _env_list(name: str) -> list[str]:
     return [p.strip() for p in os.environ.get(name, "").split(",") if p.strip()]
 
 
-def _describe(exc: BaseException) -> str:
-    frame = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
-    where = f" ({Path(frame[0].filename).name}:{frame[0].lineno})" if frame else ""
-    return f"{type(exc).__name__}: {exc}{where}"
+_describe = describe_exception  # the name the CLI and tsekit.checks import
 
 
 class PluginSet:
@@ -95,6 +94,11 @@ class PluginSet:
             )
             return False
         self.infos[info.name] = info
+        wanted = getattr(plugin, "TSEKIT_PLUGIN_API", None)
+        if wanted is not None and str(wanted).partition(".")[0] != hookspecs.PLUGIN_API.partition(".")[0]:
+            self._record_error(info, f"written for tsekit's plugin API {wanted}, this tsekit has {hookspecs.PLUGIN_API} "
+                                     "(docs/plugins.md: versions and deprecation)")
+            return False
         unknown = [n for n in dir(plugin) if n.startswith("tsekit_") and n not in _SPEC_NAMES]
         if unknown:
             bad = unknown[0]
@@ -111,6 +115,8 @@ class PluginSet:
         return True
 
     def load_entry_points(self, disabled: set[str]) -> None:
+        from importlib import metadata  # here, not at the top: the CLI's cached paths never scan entry points
+
         seen: dict[str, str] = {}
         for ep in sorted(metadata.entry_points(group=hookspecs.ENTRY_POINT_GROUP), key=lambda e: e.name):
             dist = ep.dist.metadata["Name"] if ep.dist is not None else None
@@ -174,10 +180,8 @@ class PluginSet:
             raise PluginError(f"{info.label} failed: {error}")
 
     @property
-    def registry(self) -> Any:
+    def registry(self) -> Registry:
         if self._registry is None:
-            from tsekit.registry import Registry
-
             self._registry = Registry.from_plugin_set(self)
         return self._registry
 
@@ -222,3 +226,8 @@ def get_plugins() -> PluginSet:
 def reset_plugins(plugin_set: PluginSet | None = None) -> None:
     global _DEFAULT
     _DEFAULT = plugin_set
+
+
+def get_registry() -> Registry:
+    """The registry of the process-wide plugin set (also ``tsekit.registry.get_registry``)."""
+    return get_plugins().registry

@@ -6,22 +6,21 @@
 
 The fusions and the backbone keep their weights; a learned linear projection behind the new encoder
 maps its embedding to the size the fusions were built for. ``train`` chooses what stays trainable, so
-fine-tuning the result with :func:`tsekit.trainer.fit` trains only that part. A swapped model built
+fine-tuning the result with :func:`tsekit.engine.trainer.fit` trains only that part. A swapped model built
 from registered components saves and loads like any other (``ModelSpec.encoder_projection_dim``).
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from tsekit.config import config_to_dict
 from tsekit.errors import TsekitError
-from tsekit.model import ProjectedEncoder, TSEModel
+from tsekit.model import ProjectedEncoder, TSEModel, create_encoder
 from tsekit.nn import SpeakerEncoder
-from tsekit.registry import Registry, get_registry
+from tsekit.plan import Component, component, plan
+from tsekit.registry import Registry
 
 TRAIN_CHOICES = ("projection", "fusion+projection", "all")
 
@@ -36,22 +35,15 @@ def inner_encoder(model: TSEModel) -> SpeakerEncoder:
 
 def _new_encoder(
     encoder: str | SpeakerEncoder, options: Mapping[str, Any] | None, preset: str | None, registry: Registry | None
-) -> tuple[SpeakerEncoder, str, dict[str, Any], str | None]:
-    """The encoder module, its spec name, resolved config and qualified provider name."""
+) -> Component | SpeakerEncoder:
+    """The registered encoder, resolved by the planner, or the ready encoder instance."""
     if isinstance(encoder, SpeakerEncoder):
         if options or preset:
             raise TsekitError("options= and preset= apply to a registered encoder name, not an encoder instance")
-        return encoder, type(encoder).__name__, {}, None
+        return encoder
     if not isinstance(encoder, str):
         raise TsekitError(f"encoder must be a registered name or a SpeakerEncoder, got {type(encoder).__name__}")
-    reg = registry or get_registry()
-    spec = reg.get("encoder", encoder)
-    cfg = spec.make_config(preset, options)
-    declared = spec.capabilities_for(cfg).embedding_dim
-    module = spec.create(cfg)
-    if module.embedding_dim != declared:
-        raise TsekitError(f"encoder '{spec.name}' declares embedding_dim {declared} but built {module.embedding_dim}")
-    return module, spec.name, config_to_dict(cfg), spec.qualified_name
+    return component("encoder", encoder, preset=preset, options=options, registry=registry)
 
 
 def swap_encoder(
@@ -79,32 +71,32 @@ def swap_encoder(
     if not isinstance(model, TSEModel):
         raise TsekitError(f"swap_encoder needs a TSEModel (tsekit.build / load_model(...).model), got {type(model).__name__}")
     target_dim = model.embedding_dim
-    new, name, config, provider = _new_encoder(encoder, options, preset, registry)
-    if not project and new.embedding_dim != target_dim:
+    chosen = _new_encoder(encoder, options, preset, registry)
+    if isinstance(chosen, Component):
+        name, new_dim = chosen.name, chosen.caps.embedding_dim
+    else:
+        name, new_dim = type(chosen).__name__, chosen.embedding_dim
+    if not project and new_dim != target_dim:
         raise TsekitError(
-            f"encoder '{name}' gives {new.embedding_dim}-d embeddings but the model's fusions take {target_dim}-d; "
+            f"encoder '{name}' gives {new_dim}-d embeddings but the model's fusions take {target_dim}-d; "
             "pass project=True to learn a projection between them"
         )
     if train == "projection" and not project:
         raise TsekitError("train='projection' needs project=True (there is no projection to train)")
+    spec = None
+    if model.spec is not None:  # the swapped model, replanned: what it saves and loads as
+        old = model.spec
+        spec = plan(encoder, old.fusion, old.backbone, old.adapt_layers, encoder_preset=preset, encoder_options=options,
+                    fusion_options=old.fusion_config, backbone_options=old.backbone_config,
+                    share_fusion=old.share_fusion, encoder_projection_dim=target_dim if project else None,
+                    registry=registry).spec()
 
+    new = create_encoder(chosen) if isinstance(chosen, Component) else chosen
     backbone = copy.deepcopy(model.backbone)
     fusions = copy.deepcopy(model.fusions)  # one deepcopy keeps a shared fusion shared
     new.bind(backbone)
     enc: SpeakerEncoder = ProjectedEncoder(new, target_dim) if project else new
     site_fusions = {site.name: fusions[site.name.replace(".", "__")] for site in model.sites}
-    spec = None
-    if model.spec is not None:
-        providers = {k: v for k, v in model.spec.providers.items() if k != "encoder"}
-        if provider is not None:
-            providers["encoder"] = provider
-        spec = dataclasses.replace(
-            model.spec,
-            encoder=name,
-            encoder_config=config,
-            providers=providers,
-            encoder_projection_dim=target_dim if project else None,
-        )
     swapped = TSEModel(enc, backbone, site_fusions, model.sites, spec)  # type: ignore[arg-type]
     _set_trainable(swapped, train)
     return swapped.train(model.training)

@@ -28,9 +28,9 @@ def speech_seconds(wav: Any, sample_rate: int) -> float:
 
     wav = torch.as_tensor(wav, dtype=torch.float32).reshape(-1)
     if sample_rate not in VAD_RATES:
-        import torchaudio.functional as AF
+        from tsekit.data.audio import resample
 
-        wav, sample_rate = AF.resample(wav, sample_rate, 16000), 16000
+        wav, sample_rate = resample(wav, sample_rate, 16000), 16000
     with torch.inference_mode():
         segments = get_speech_timestamps(wav, _silero(), sampling_rate=sample_rate)
     return sum(s["end"] - s["start"] for s in segments) / sample_rate

@@ -13,7 +13,7 @@ same- and different-gender pairs.
    speakers only (the model's ``card.json`` ``test_speakers``, or ``--speakers``); the target and the
    interferer are both unseen. The corpus has one utterance per speaker, so the enrollment is a disjoint part
    of the target's utterance: the script checks that no enrollment shares a sample with its target segment.
-2. ``tsekit.evaluate.evaluate_list``: SI-SDRi, confusion rate (share of SI-SDRi < 0), PESQ, STOI.
+2. ``tsekit.engine.evaluate.evaluate_list``: SI-SDRi, confusion rate (share of SI-SDRi < 0), PESQ, STOI.
 3. Real-time factor with ``torch.set_num_threads(--threads)``: extraction time / audio duration over
    ``--rtf-num`` mixtures of ``--rtf-seconds`` s (made by joining list mixtures) after a warm-up; the
    enrollment (once per speaker in practice) is timed apart and reported with and without it.
@@ -42,7 +42,7 @@ TARGETS = {"si_sdri": 10.0, "confusion_rate": 0.05, "rtf": 0.05}
 
 
 def default_model_dir() -> Path:
-    from tsekit.inference import DEFAULT_MODEL
+    from tsekit import DEFAULT_MODEL
 
     return DEFAULT_MODEL
 
@@ -74,7 +74,7 @@ def resolve_speakers(model_dir: str | Path, speakers: str | None = None) -> list
 
 
 def simulation_config(seconds: float, enrollment_seconds: float, p_cross_corpus: float | None = None) -> Any:
-    from tsekit.simulate import SimulationConfig
+    from tsekit.data import SimulationConfig
 
     return SimulationConfig(sample_rate=SAMPLE_RATE, segment_seconds=seconds, enrollment_seconds=enrollment_seconds,
                             num_interferers=1, sir_range=(-5.0, 5.0), p_cross_corpus=p_cross_corpus)
@@ -84,9 +84,8 @@ def simulate_list(corpus_path: str | Path | list[str], speakers: list[str], out:
                   seconds: float, enrollment_seconds: float = 4.0, seed: int = 0,
                   p_cross_corpus: float | None = None) -> dict[str, Any]:
     """Write the fixed list of test-speaker mixtures (kept when rerun with the same settings)."""
-    from tsekit.corpus import load_corpus
+    from tsekit.data import load_corpus, write_fixed_set
     from tsekit.errors import TsekitError
-    from tsekit.simulate import write_fixed_set
 
     corpus = load_corpus(corpus_path)
     missing = sorted(set(speakers) - set(corpus.speakers))
@@ -142,7 +141,7 @@ def gender_slices(corpus: Any, list_path: str | Path, metrics_csv: str | Path) -
 
 def evaluate(extractor: Any, list_path: str | Path, out: str | Path) -> dict[str, Any]:
     """SI-SDRi, confusion rate (share of SI-SDRi < 0), PESQ and STOI means over the list."""
-    from tsekit.evaluate import evaluate_list
+    from tsekit.engine import evaluate_list
 
     result = evaluate_list(extractor, list_path, out, metrics=["si-sdr", "si-sdri", "pesq", "stoi", "confusion"])
     keys = ("n", "si_sdr", "si_sdri", "pesq", "stoi", "confusion_rate")
@@ -154,8 +153,7 @@ def measure_rtf(extractor: Any, list_path: str | Path, *, num: int = 10, seconds
     """Real-time factor of extraction (and of enrollment + extraction) on ``num`` mixtures of ``seconds`` s."""
     import torch
 
-    from tsekit.audio import read_audio
-    from tsekit.evallist import read_eval_list
+    from tsekit.data import read_audio, read_eval_list
 
     items = read_eval_list(list_path)
     mixtures = [read_audio(item.mixture)[0] for item in items]
@@ -285,7 +283,7 @@ def report_markdown(bench: dict[str, Any]) -> str:
 
 def test_sets(corpora: list[str], speakers: list[str]) -> list[dict[str, Any]]:
     """One set per corpus (its test speakers), plus a cross-corpus set when there are several corpora."""
-    from tsekit.corpus import load_corpus
+    from tsekit.data import load_corpus
 
     sets = []
     for path in corpora:
@@ -302,8 +300,8 @@ def test_sets(corpora: list[str], speakers: list[str]) -> list[dict[str, Any]]:
 def run_benchmark(model: str | Path | None, corpus: str | Path | list[str], out: str | Path, *, num: int = 200,
                   seconds: float = 4.0, enrollment_seconds: float = 4.0, threads: int = 2, speakers: str | None = None,
                   rtf_num: int = 10, rtf_seconds: float = 10.0, seed: int = 0, command: str = "") -> dict[str, Any]:
-    from tsekit.corpus import load_corpus
-    from tsekit.inference import load_model
+    from tsekit import load_model
+    from tsekit.data import load_corpus
     from tsekit.io import atomic_open, json_safe
 
     model_dir = Path(model) if model else default_model_dir()

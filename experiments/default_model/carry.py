@@ -24,7 +24,7 @@ RUN_FILES = ("config.json", "metrics.jsonl", "result.json")
 
 def checkpoint_step(run_dir: Path) -> int:
     """The step of ``run_dir``'s latest checkpoint, or -1 when it has none."""
-    from tsekit.trainer import latest_checkpoint
+    from tsekit.engine import latest_checkpoint
 
     path = latest_checkpoint(run_dir) if (run_dir / "checkpoints").is_dir() else None
     if path is None:
@@ -34,8 +34,8 @@ def checkpoint_step(run_dir: Path) -> int:
 
 def copy_run(src: Path, dest: Path) -> Path:
     """Copy the resumable part of run ``src`` to ``dest`` (replaced as a whole, via a temporary folder)."""
+    from tsekit.engine import CHECKPOINTS, LATEST, latest_checkpoint
     from tsekit.errors import TsekitError
-    from tsekit.trainer import CHECKPOINTS, LATEST, latest_checkpoint
 
     ckpt = latest_checkpoint(src)
     if ckpt is None:

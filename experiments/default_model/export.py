@@ -49,7 +49,7 @@ def corpus_name(corpus: str | None) -> str:
 def resolved_simulation(simulation: dict[str, Any], sample_rate: int | None) -> dict[str, Any]:
     """The training simulation settings with the defaults filled in (as ``tsekit.train`` resolves them)."""
     from tsekit.config import make_config
-    from tsekit.simulate import SimulationConfig
+    from tsekit.data import SimulationConfig
 
     extra = {"sample_rate": sample_rate} if sample_rate else {}
     return make_config(SimulationConfig, {**simulation, **extra}, where="data.simulation").to_dict()
@@ -57,8 +57,8 @@ def resolved_simulation(simulation: dict[str, Any], sample_rate: int | None) -> 
 
 def model_folder(run: Path, which: str) -> Path:
     """``best/``, ``last/`` or (``latest``) the latest checkpoint of a run that is still going or was stopped."""
+    from tsekit.engine import latest_checkpoint
     from tsekit.errors import TsekitError
-    from tsekit.trainer import latest_checkpoint
 
     if which == "latest":
         path = latest_checkpoint(run)
@@ -116,7 +116,7 @@ def cumulative_curve(stages: list[dict[str, Any]], curve: list[dict[str, float]]
 def build_card(run_dir: str | Path, which: str = "best", *, bench: dict[str, Any] | None = None,
                hardware: str = "2-core CPU, no GPU") -> dict[str, Any]:
     """Everything the model card states, from the run folder (and a benchmark's ``bench.json``)."""
-    from tsekit.checkpoint import read_spec
+    from tsekit.engine import read_spec
     from tsekit.errors import TsekitError
 
     run = Path(run_dir)
@@ -195,7 +195,7 @@ def build_card(run_dir: str | Path, which: str = "best", *, bench: dict[str, Any
 
 def copy_model(src: Path, dest: Path) -> None:
     """Copy ``model.json`` + ``model.safetensors``; refuse weights over :data:`MAX_WEIGHTS_BYTES`."""
-    from tsekit.checkpoint import SPEC_FILE, WEIGHTS_FILE
+    from tsekit.engine import SPEC_FILE, WEIGHTS_FILE
     from tsekit.errors import TsekitError
     from tsekit.io import atomic_open
 

@@ -29,9 +29,8 @@ def _benchmark() -> Any:
 
 
 def from_list(list_path: str | Path, index: int) -> dict[str, Any]:
-    from tsekit.audio import read_audio
+    from tsekit.data import read_audio, read_eval_list
     from tsekit.errors import TsekitError
-    from tsekit.evallist import read_eval_list
 
     items = read_eval_list(list_path)
     if not 0 <= index < len(items):
@@ -45,8 +44,7 @@ def from_list(list_path: str | Path, index: int) -> dict[str, Any]:
 
 
 def from_corpus(corpus_path: str | Path, speakers: list[str], index: int, seconds: float = 4.0) -> dict[str, Any]:
-    from tsekit.corpus import load_corpus
-    from tsekit.simulate import MixtureSimulator
+    from tsekit.data import MixtureSimulator, load_corpus
 
     bench = _benchmark()
     corpus = load_corpus(corpus_path).subset(speakers)
@@ -84,8 +82,8 @@ def plot(example: dict[str, Any], estimate: Any, path: str | Path, title: str) -
 
 def make_figure(model: str | Path | None, out: str | Path, *, list_path: str | Path | None = None,
                 corpus: str | Path | None = None, speakers: str | None = None, index: int = 0) -> dict[str, Any]:
+    from tsekit import load_model
     from tsekit.errors import TsekitError
-    from tsekit.inference import load_model
     from tsekit.metrics import compute_metrics
 
     if list_path is not None:

@@ -60,7 +60,7 @@ RECIPES = {"v1": CANDIDATES, "v2": V2_CANDIDATES}
 
 
 def config_for(name: str, corpus: list[str], recipe: str = "v1") -> dict[str, Any]:
-    from tsekit.experiment import load_config
+    from tsekit.engine import load_config
 
     if recipe == "v1":
         extra = copy.deepcopy(COMMON)
@@ -105,10 +105,9 @@ def common_validation(out: Path, names: list[str], corpus: list[str], rate: int 
     """Score every finished candidate's ``best/`` on one fixed list of the validation speakers' mixtures at
     ``rate`` (an 8 kHz model extracts at 8 kHz and is scored on its output resampled back), so candidates at
     different rates compare on the same signals. Cached per candidate in ``val16k.json``."""
-    from tsekit.evaluate import evaluate_list
-    from tsekit.experiment import datasets
-    from tsekit.inference import load_model
-    from tsekit.simulate import write_fixed_set
+    from tsekit import load_model
+    from tsekit.data import write_fixed_set
+    from tsekit.engine import datasets, evaluate_list
 
     finished = [n for n in names if (out / n / "result.json").is_file() and (out / n / "best").is_dir()]
     if not finished:

@@ -1,20 +1,13 @@
-from __future__ import annotations
+"""Deprecated alias of :mod:`tsekit_builtin.core.modules` (each built-in is a folder now: the declaration
+in ``core/__init__.py``, the torch code in ``core/modules.py``). Importing it warns once and yields that module."""
 
-from typing import Any
+import importlib
+import sys
+import warnings
 
-from torch import Tensor
-
-from tsekit.errors import TsekitError
-from tsekit.nn import SpeakerEncoder
-
-
-class PrecomputedEncoder(SpeakerEncoder):
-    frozen = True
-    embeds_audio = False
-
-    def __init__(self, config: Any) -> None:
-        super().__init__()
-        self.embedding_dim, self.sample_rate = config.embedding_dim, config.sample_rate
-
-    def forward(self, wav: Tensor, lengths: Tensor | None = None) -> Tensor:
-        raise TsekitError("this model uses precomputed embeddings: call it with embedding=[B, D]")
+warnings.warn(
+    "tsekit_builtin.core_impl is deprecated; import tsekit_builtin.core.modules",
+    DeprecationWarning,
+    stacklevel=2,
+)
+sys.modules[__name__] = importlib.import_module("tsekit_builtin.core.modules")

@@ -47,71 +47,73 @@ def parse_count(text: str, option: str) -> tuple[int, int]:
 
 
 def install(app: typer.Typer, state: State) -> None:
-    @app.command("simulate")
-    def simulate(
-        out: Annotated[str, typer.Option(help="Output folder: mixtures/, enrollments/, targets/, mixtures.csv.")],
-        num: Annotated[int, typer.Option(help="Number of mixtures.")],
-        sample_rate: Annotated[int, typer.Option(help="Output sample rate (Hz); audio is resampled.")],
-        seed: Annotated[int, typer.Option(help="Mixture i depends only on (seed, i).")],
-        corpus: Annotated[
-            str | None, typer.Option(help="Speaker tree or CSV manifest path,speaker (default: the bundled corpus).")
-        ] = None,
-        segment: Annotated[float, typer.Option(help="Mixture length in seconds.")] = 4.0,
-        enrollment: Annotated[float, typer.Option(help="Enrollment length in seconds.")] = 4.0,
-        interferers: Annotated[str, typer.Option(help="Interfering speakers: K or LOW-HIGH.")] = "1",
-        sir: Annotated[str, typer.Option(help="SIR range in dB, LOW,HIGH (target vs each interferer).")] = "-5,5",
-        noise: Annotated[str, typer.Option(help="none, white, pink, babble, or a noise folder/file.")] = "none",
-        snr: Annotated[str, typer.Option(help="SNR range in dB, LOW,HIGH (all speech vs noise).")] = "0,20",
-        reverb: Annotated[bool, typer.Option("--reverb", help="Reverberate with a cached shoebox RIR bank.")] = False,
-        rt60: Annotated[str, typer.Option(help="RT60 range in seconds for --reverb.")] = "0.2,0.6",
-        reference: Annotated[str, typer.Option(help="Reverberant target reference: early or dry.")] = "early",
-        p_absent: Annotated[float, typer.Option(help="Probability that the target is absent.")] = 0.0,
-        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
-        as_json: Annotated[bool, typer.Option("--json")] = False,
-    ) -> None:
-        """Simulate NUM target-speaker mixtures from a speaker corpus and write them with an evaluation list
-        (rerun with the same arguments to complete an interrupted set)."""
-        from tsekit.corpus import load_corpus
-        from tsekit.data import DEMO_CORPUS
-        from tsekit.simulate import NOISE_KINDS, SimulationConfig, write_fixed_set
+    app.command("simulate")(simulate)
 
-        noise_kind, noise_files = (noise, ()) if noise in NOISE_KINDS else ("files", (noise,))
-        if noise_files and not Path(noise).expanduser().exists():
-            raise TsekitError(
-                f"--noise {noise!r}: not one of {', '.join(NOISE_KINDS[:-1])} nor a noise folder/file"
-            )
-        try:
-            config = SimulationConfig(
-                sample_rate=sample_rate,
-                segment_seconds=segment,
-                enrollment_seconds=enrollment,
-                num_interferers=parse_count(interferers, "--interferers"),
-                sir_range=parse_range(sir, "--sir"),
-                noise=noise_kind,
-                noise_files=noise_files,
-                snr_range=parse_range(snr, "--snr"),
-                reverb=reverb,
-                rt60_range=parse_range(rt60, "--rt60"),
-                reference=reference,
-                p_absent=p_absent,
-            )
-        except ValueError as exc:
-            message = str(exc)
-            for name, option in _OPTIONS.items():
-                message = message.replace(name, option)
-            raise TsekitError(message) from None
-        data = load_corpus(corpus if corpus is not None else DEMO_CORPUS / "manifest.csv")
-        if reverb and not quiet:
-            typer.echo(f"tsekit: loading or generating the RIR bank ({config.rir_rooms} rooms)", err=True)
-        with _progress(not quiet) as bar:
-            task = bar.add_task("simulating", total=num)
-            summary = write_fixed_set(
-                data, out, num, config, seed, progress=lambda done, total: bar.update(task, completed=done)
-            )
-        if as_json:
-            _emit_json(summary)
-        else:
-            _print_summary(summary)
+
+def simulate(
+    out: Annotated[str, typer.Option(help="Output folder: mixtures/, enrollments/, targets/, mixtures.csv.")],
+    num: Annotated[int, typer.Option(help="Number of mixtures.")],
+    sample_rate: Annotated[int, typer.Option(help="Output sample rate (Hz); audio is resampled.")],
+    seed: Annotated[int, typer.Option(help="Mixture i depends only on (seed, i).")],
+    corpus: Annotated[
+        str | None, typer.Option(help="Speaker tree or CSV manifest path,speaker (default: the bundled corpus).")
+    ] = None,
+    segment: Annotated[float, typer.Option(help="Mixture length in seconds.")] = 4.0,
+    enrollment: Annotated[float, typer.Option(help="Enrollment length in seconds.")] = 4.0,
+    interferers: Annotated[str, typer.Option(help="Interfering speakers: K or LOW-HIGH.")] = "1",
+    sir: Annotated[str, typer.Option(help="SIR range in dB, LOW,HIGH (target vs each interferer).")] = "-5,5",
+    noise: Annotated[str, typer.Option(help="none, white, pink, babble, or a noise folder/file.")] = "none",
+    snr: Annotated[str, typer.Option(help="SNR range in dB, LOW,HIGH (all speech vs noise).")] = "0,20",
+    reverb: Annotated[bool, typer.Option("--reverb", help="Reverberate with a cached shoebox RIR bank.")] = False,
+    rt60: Annotated[str, typer.Option(help="RT60 range in seconds for --reverb.")] = "0.2,0.6",
+    reference: Annotated[str, typer.Option(help="Reverberant target reference: early or dry.")] = "early",
+    p_absent: Annotated[float, typer.Option(help="Probability that the target is absent.")] = 0.0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Simulate NUM target-speaker mixtures from a speaker corpus and write them with an evaluation list
+    (rerun with the same arguments to complete an interrupted set)."""
+    from tsekit.data import DEMO_CORPUS
+    from tsekit.data.corpus import load_corpus
+    from tsekit.data.simulate import NOISE_KINDS, SimulationConfig, write_fixed_set
+
+    noise_kind, noise_files = (noise, ()) if noise in NOISE_KINDS else ("files", (noise,))
+    if noise_files and not Path(noise).expanduser().exists():
+        raise TsekitError(
+            f"--noise {noise!r}: not one of {', '.join(NOISE_KINDS[:-1])} nor a noise folder/file"
+        )
+    try:
+        config = SimulationConfig(
+            sample_rate=sample_rate,
+            segment_seconds=segment,
+            enrollment_seconds=enrollment,
+            num_interferers=parse_count(interferers, "--interferers"),
+            sir_range=parse_range(sir, "--sir"),
+            noise=noise_kind,
+            noise_files=noise_files,
+            snr_range=parse_range(snr, "--snr"),
+            reverb=reverb,
+            rt60_range=parse_range(rt60, "--rt60"),
+            reference=reference,
+            p_absent=p_absent,
+        )
+    except ValueError as exc:
+        message = str(exc)
+        for name, option in _OPTIONS.items():
+            message = message.replace(name, option)
+        raise TsekitError(message) from None
+    data = load_corpus(corpus if corpus is not None else DEMO_CORPUS / "manifest.csv")
+    if reverb and not quiet:
+        typer.echo(f"tsekit: loading or generating the RIR bank ({config.rir_rooms} rooms)", err=True)
+    with _progress(not quiet) as bar:
+        task = bar.add_task("simulating", total=num)
+        summary = write_fixed_set(
+            data, out, num, config, seed, progress=lambda done, total: bar.update(task, completed=done)
+        )
+    if as_json:
+        _emit_json(summary)
+    else:
+        _print_summary(summary)
 
 
 def _progress(enabled: bool) -> Any:

@@ -9,7 +9,7 @@ import torch
 import tsekit
 from tsekit.plugins import load_plugins
 
-from tsekit_example import plugin as example_plugin
+import tsekit_example as example_plugin
 
 
 def test_entry_point_listed_by_the_cli(tsekit_cli):
@@ -32,7 +32,7 @@ def test_plugins_check_reports_nothing_about_this_plugin(tsekit_cli):
 
 
 def test_plugin_module_is_torch_free():
-    code = "import sys, tsekit_example.plugin; print('torch' in sys.modules)"
+    code = "import sys, tsekit_example; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

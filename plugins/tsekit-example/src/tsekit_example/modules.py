@@ -1,4 +1,4 @@
-"""Torch implementations, imported lazily by tsekit through the factory strings in ``plugin.py``.
+"""Torch implementations, imported lazily by tsekit through the factory strings in ``__init__.py``.
 
 Only tsekit's public API is used: :mod:`tsekit.nn` base classes and helpers.
 """

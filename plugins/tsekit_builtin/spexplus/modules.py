@@ -1,0 +1,85 @@
+"""SpEx+ modules: multi-scale speech encoder, TCN stacks, per-scale masks and decoders."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from tsekit.nn import Adapter, Backbone, ChannelLayerNorm, make_norm
+from tsekit_builtin.spexplus import capabilities
+
+
+class TCNBlock(nn.Module):
+    """1×1 conv → PReLU → norm → dilated depthwise conv → PReLU → norm → 1×1 conv (residual branch)."""
+
+    def __init__(self, channels: int, hidden: int, kernel: int, dilation: int, norm: str, causal: bool) -> None:
+        super().__init__()
+        self.pad = (kernel - 1) * dilation
+        self.left = self.pad if causal else self.pad // 2
+        self.in_conv = nn.Conv1d(channels, hidden, 1)
+        self.act1, self.norm1 = nn.PReLU(), make_norm(norm, hidden)
+        self.dconv = nn.Conv1d(hidden, hidden, kernel, dilation=dilation, groups=hidden)
+        self.act2, self.norm2 = nn.PReLU(), make_norm(norm, hidden)
+        self.out_conv = nn.Conv1d(hidden, channels, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.norm1(self.act1(self.in_conv(x)))
+        h = self.dconv(F.pad(h, (self.left, self.pad - self.left)))
+        return self.out_conv(self.norm2(self.act2(h)))
+
+
+class SpExPlus(Backbone):
+    """SpEx+ extractor. ``forward`` returns the short-scale estimate; ``last_scales`` holds
+    ``[B, 3, T]`` (short, middle, long) from the latest forward for the multi-scale loss."""
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(capabilities(config))
+        c = config
+        self.windows = (c.short_window, c.middle_window, c.long_window)
+        self.stride, self.n_filters = c.stride, c.n_filters
+        self.encoders = nn.ModuleList(nn.Conv1d(1, c.n_filters, w, stride=c.stride) for w in self.windows)
+        self.in_norm = ChannelLayerNorm(3 * c.n_filters)
+        self.bottleneck = nn.Conv1d(3 * c.n_filters, c.bn_chan, 1)
+        self.blocks = nn.ModuleList(
+            TCNBlock(c.bn_chan, c.hid_chan, c.conv_kernel_size, 2**b, c.norm, c.causal)
+            for _ in range(c.n_stacks)
+            for b in range(c.n_blocks)
+        )
+        self.site_names = [s.name for s in self.caps.sites]
+        self.masks = nn.ModuleList(nn.Conv1d(c.bn_chan, c.n_filters, 1) for _ in self.windows)
+        self.decoders = nn.ModuleList(nn.ConvTranspose1d(c.n_filters, 1, w, stride=c.stride) for w in self.windows)
+        self.last_scales: Tensor | None = None
+
+    def num_frames(self, length: int) -> int:
+        """Frames of the short encoder once ``length`` samples are right-padded onto its grid."""
+        short = self.windows[0]
+        return 1 if length <= short else -(-(length - short) // self.stride) + 1
+
+    def encode(self, wav: Tensor) -> Tensor:
+        """Waveform ``[B, T]`` → multi-scale features ``[B, 3N, frames]`` (short ‖ middle ‖ long).
+
+        Each scale is right-padded so that all three share the short encoder's frame grid."""
+        length = wav.shape[-1]
+        frames = self.num_frames(length)
+        x = wav.unsqueeze(1)
+        parts = [
+            F.relu(encoder(F.pad(x, (0, (frames - 1) * self.stride + window - length))))
+            for encoder, window in zip(self.encoders, self.windows, strict=True)
+        ]
+        return torch.cat(parts, dim=1)
+
+    def forward(self, mixture: Tensor, adapt: Adapter) -> Tensor:
+        length = mixture.shape[-1]
+        feats = self.encode(mixture)
+        h = self.bottleneck(self.in_norm(feats))
+        for name, block in zip(self.site_names, self.blocks, strict=True):
+            h = h + block(adapt(name, h))  # the residual path skips the cue, as in SpEx+'s speaker block
+        scales = [
+            decoder(w * F.relu(mask(h))).squeeze(1)[..., :length]
+            for w, mask, decoder in zip(feats.split(self.n_filters, dim=1), self.masks, self.decoders, strict=True)
+        ]
+        self.last_scales = torch.stack(scales, dim=1)
+        return scales[0]

@@ -1,0 +1,884 @@
+"""``tsekit ablate``: a grid of encoder × fusion × backbone × adaptation layer × selector × seed × ``--set``.
+
+Every cell trains with the same budget, data and seed and is scored on one fixed evaluation list.
+Layout of ``OUT`` (see :mod:`tsekit.engine.report` for the report files)::
+
+    ablation.json                 the grid, pruned cells and their reasons
+    results.jsonl / results.csv   one row per cell × seed, rebuilt atomically after every finished cell
+    cells/<cell_hash>/cell.json   a cell's resolved config; seed-<n>/{row.json,metrics.csv,summary.json}
+    train/<train_hash>/seed-<n>/  the training run (cells differing only in selector share it)
+    data/train.csv, eval/         the training speakers and the fixed evaluation list
+
+Executors (:func:`make_executor`): ``local`` (in this process, one cell after another), ``processes``
+(``workers`` CPU processes, or ``gpus`` × ``per_gpu`` GPU slots) and ``ray`` (a cluster address or a local Ray).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import csv
+import itertools
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from tsekit.errors import TsekitError
+from tsekit.io import atomic_open, json_safe, stable_hash
+
+DEFAULT_BUDGET = "2000steps"
+EXECUTORS = ("local", "processes", "ray")
+
+
+# -- grid --------------------------------------------------------------------------------------------
+
+
+def split_values(values: str | Iterable[Any] | None) -> list[str]:
+    """Comma-separated and/or repeated values → a de-duplicated list (commas inside [] or () stay)."""
+    if values is None:
+        return []
+    items = [values] if isinstance(values, str) else list(values)
+    out: list[str] = []
+    for item in items:
+        depth, token = 0, ""
+        for ch in str(item):
+            if ch in "[(":
+                depth += 1
+            elif ch in "])":
+                depth -= 1
+            if ch == "," and depth == 0:
+                out.append(token.strip())
+                token = ""
+            else:
+                token += ch
+        out.append(token.strip())
+    return list(dict.fromkeys(v for v in out if v))
+
+
+def parse_sets(items: Iterable[str]) -> dict[str, list[Any]]:
+    """``["train.optim.lr=1e-3,3e-3", "data.simulation.sir_range=[-5,5],[0,5]"]`` → key → values (YAML-parsed)."""
+    from tsekit.engine.experiment import parse_overrides
+
+    out: dict[str, list[Any]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise TsekitError(f"--set {item!r}: expected KEY=V1,V2 with a dotted config key, e.g. train.optim.lr=1e-3,3e-3")
+        values = split_values(raw)
+        if not values:
+            raise TsekitError(f"--set {item!r}: no values")
+        parsed = [_leaf(parse_overrides([f"{key}={v}"]), key) for v in values]
+        out.setdefault(key, [])
+        out[key].extend(v for v in parsed if v not in out[key])
+    return out
+
+
+def _leaf(tree: Mapping[str, Any], key: str) -> Any:
+    node: Any = tree
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def _nest(key: str, value: Any) -> dict[str, Any]:
+    root: dict[str, Any] = {}
+    node = root
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return root
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One grid point (all seeds of it)."""
+
+    encoder: str
+    fusion: str  # resolved: the backbone's paper fusion when not given
+    backbone: str
+    adapt_layer_arg: str
+    sites: tuple[str, ...]
+    selector: str
+    sets: tuple[tuple[str, Any], ...]
+    train_config: dict[str, Any] = field(compare=False, hash=False)
+
+    @property
+    def adapt_layers(self) -> str:
+        return "+".join(self.sites) or "none"
+
+    @property
+    def label(self) -> str:
+        extra = "".join(f" {k.rsplit('.', 1)[-1]}={v}" for k, v in self.sets)
+        sel = f" sel={self.selector}" if self.selector != "cluster" else ""
+        return f"{self.encoder}/{self.fusion}/{self.backbone}@{self.adapt_layers}{sel}{extra}"
+
+    @property
+    def train_hash(self) -> str:
+        return stable_hash(self.train_config)
+
+    @property
+    def cell_hash(self) -> str:
+        return stable_hash({"train": self.train_config, "selector": self.selector})
+
+    def to_json(self) -> dict[str, Any]:
+        return {"label": self.label, "cell_hash": self.cell_hash, "train_hash": self.train_hash,
+                "encoder": self.encoder, "fusion": self.fusion, "backbone": self.backbone,
+                "adapt_layer_arg": self.adapt_layer_arg, "adapt_layers": self.adapt_layers, "sites": list(self.sites),
+                "selector": self.selector, "sets": dict(self.sets), "train_config": self.train_config}
+
+
+@dataclass(frozen=True)
+class Pruned:
+    label: str
+    reason: str
+
+
+def parse_budget(text: str | int) -> dict[str, Any]:
+    """``2000steps`` / ``2000`` → max_steps; ``90s``, ``10m``, ``1.5h`` → max_time (seconds)."""
+    import re
+
+    raw = str(text).strip().lower()
+    match = re.fullmatch(r"([0-9]+)\s*(steps?)?", raw)
+    if match:
+        steps = int(match.group(1))
+        if steps < 1:
+            raise TsekitError(f"--budget {text!r}: needs at least 1 step")
+        return {"max_steps": steps, "max_time": None}
+    match = re.fullmatch(r"([0-9]*\.?[0-9]+)\s*(s|m|min|h)", raw)
+    if match:
+        seconds = float(match.group(1)) * {"s": 1, "m": 60, "min": 60, "h": 3600}[match.group(2)]
+        if seconds <= 0:
+            raise TsekitError(f"--budget {text!r}: must be positive")
+        return {"max_steps": None, "max_time": seconds}
+    raise TsekitError(f"--budget {text!r}: expected steps (2000steps) or a duration (90s, 10m, 1h)")
+
+
+def expand_grid(
+    base: Mapping[str, Any],
+    *,
+    encoders: Sequence[str] = (),
+    fusions: Sequence[str] = (),
+    backbones: Sequence[str] = (),
+    adapt_layers: Sequence[str] = (),
+    selectors: Sequence[str] = (),
+    sets: Mapping[str, Sequence[Any]] | None = None,
+    registry: Any = None,
+) -> tuple[list[Cell], list[Pruned]]:
+    """The cross product of the axes (seeds excluded), minus what capabilities rule out and duplicates.
+
+    Unknown component names raise (they are typos); a combination that cannot be built is pruned with
+    the reason, which is the planner's (:func:`tsekit.engine.experiment.model_plan`, what ``tsekit train``
+    builds). Empty axes take the base config's value. An ``adapt_layers`` value is one cell's request, its
+    sites joined by ``+`` or ``,``.
+    """
+    from tsekit.engine.experiment import model_plan
+    from tsekit.registry import get_registry
+
+    reg = registry or get_registry()
+    model = base["model"]
+    enc_axis = list(encoders) or [model["encoder"]]
+    fus_axis: list[str | None] = list(fusions) or [model["fusion"]]
+    bb_axis = list(backbones) or [model["backbone"]]
+    al_axis = list(adapt_layers) or [_placement_text(model["adapt_layers"])]
+    sel_axis = list(selectors) or ["cluster"]
+    set_keys = list(sets or {})
+    set_axis = [list((sets or {})[k]) for k in set_keys]
+    for name in enc_axis:
+        reg.get("encoder", name)
+    for fname in fus_axis:
+        if fname is not None:
+            reg.get("fusion", fname)
+    for name in bb_axis:
+        reg.get("backbone", name)
+    for name in sel_axis:
+        reg.get("selector", name)
+    for key, values in (sets or {}).items():  # a misspelt key is an error, not a grid of pruned cells
+        _merge_in(copy.deepcopy(dict(base)), _nest(key, values[0]))
+
+    cells: list[Cell] = []
+    pruned: list[Pruned] = []
+    seen: dict[str, str] = {}
+    for enc, fus, bb, al, sel, *set_values in itertools.product(enc_axis, fus_axis, bb_axis, al_axis, sel_axis, *set_axis):
+        chosen = tuple(zip(set_keys, set_values, strict=True))
+        config = copy.deepcopy(dict(base))
+        for key, value in chosen:
+            config = _merge_in(config, _nest(key, value))
+        m = config["model"]
+        m.update(encoder=enc, fusion=fus or m["fusion"], backbone=bb, adapt_layers=al)
+        draft = f"{enc}/{fus or 'default'}/{bb}@{al}" + "".join(f" {k}={v}" for k, v in chosen)
+        try:  # the model tsekit train would build
+            cell_plan = model_plan(m, reg)
+        except (TsekitError, ValueError) as exc:
+            pruned.append(Pruned(draft, _one_line(exc)))
+            continue
+        site_names = cell_plan.site_names
+        m.update(fusion=cell_plan.fusion, adapt_layers=",".join(site_names) if site_names else "none")
+        cell = Cell(enc, cell_plan.fusion, bb, al, site_names, sel, chosen, train_config=config)
+        if cell.cell_hash in seen:
+            pruned.append(Pruned(cell.label if al == cell.adapt_layers else f"{draft}", f"same cell as {seen[cell.cell_hash]}"))
+            continue
+        seen[cell.cell_hash] = cell.label
+        cells.append(cell)
+    return cells, pruned
+
+
+def _placement_text(value: Any) -> str:
+    """A config's ``model.adapt_layers`` as one value of the ``--adapt-layer`` axis, where ``,`` separates
+    cells: its sites joined by ``+``."""
+    if value is None:
+        return "default"
+    if isinstance(value, list | tuple):
+        return "+".join(str(v) for v in value)
+    return str(value).replace(",", "+")
+
+
+def _merge_in(config: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    from tsekit.engine.experiment import _merge
+
+    return _merge(config, extra, "")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+# -- running one cell ---------------------------------------------------------------------------------
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    with atomic_open(path, "w", encoding="utf-8") as fh:
+        json.dump(json_safe(obj), fh, indent=2, default=_json_default)
+
+
+def _json_default(obj: Any) -> Any:
+    with contextlib.suppress(TypeError, ValueError):
+        return float(obj)
+    return str(obj)
+
+
+def _train_elapsed(run_dir: Path) -> float:
+    pointer = run_dir / "checkpoints" / "latest"
+    if not pointer.is_file():
+        return 0.0
+    state = run_dir / "checkpoints" / pointer.read_text().strip() / "state.json"
+    try:
+        return float(_read_json(state).get("elapsed_s", 0.0))
+    except (OSError, ValueError):
+        return 0.0
+
+
+def run_cell(out_dir: str | Path, cell_hash: str, seed: int, *, device: str = "auto",
+             on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Train (or resume) and evaluate one cell × seed; writes and returns its result row."""
+    from tsekit.engine.evaluate import evaluate_list
+    from tsekit.engine.experiment import git_sha, train
+    from tsekit.engine.trainer import run_lock
+    from tsekit.inference import load_model
+
+    out = Path(out_dir)
+    cell = _read_json(out / "cells" / cell_hash / "cell.json")
+    spec = _read_json(out / "ablation.json")
+    cell_dir = out / "cells" / cell_hash / f"seed-{seed}"
+    if (cell_dir / "row.json").is_file():
+        return dict(_read_json(cell_dir / "row.json"))
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    config = copy.deepcopy(cell["train_config"])
+    config["seed"] = int(seed)
+    run_dir = out / "train" / cell["train_hash"] / f"seed-{seed}"
+    result_path = run_dir / "result.json"
+    with run_lock(run_dir, wait=True):  # cells that share a training run (selectors) may run in parallel
+        if result_path.is_file():
+            result = _read_json(result_path)
+        else:
+            budget = spec["budget_seconds"]
+            time_left = None if budget is None else max(0.0, budget - _train_elapsed(run_dir))
+            result = train(config, run_dir, on_progress=on_progress, device=device, time_left=time_left)
+            result = _read_json(result_path) if result_path.is_file() else result
+    started = time.perf_counter()
+    summary_path = cell_dir / "summary.json"
+    summary = _read_json(summary_path) if summary_path.is_file() else {}
+    if "eval_time_s" in summary and (cell_dir / "metrics.csv").is_file():
+        eval_time = float(summary["eval_time_s"])
+    else:
+        extractor = load_model(run_dir, device=_eval_device(device), selector=cell["selector"])
+        summary = evaluate_list(extractor, out / spec["eval_list"] if not Path(spec["eval_list"]).is_absolute()
+                                else spec["eval_list"], cell_dir, metrics=spec["metrics"], resume=True)
+        eval_time = time.perf_counter() - started
+        _write_json(summary_path, {**summary, "eval_time_s": eval_time})
+    history = result.get("history") or []
+    run_meta = _read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else {}
+    row = {
+        "cell": cell["label"], "cell_hash": cell_hash, "seed": int(seed),
+        "encoder": cell["encoder"], "fusion": cell["fusion"], "backbone": cell["backbone"],
+        "adapt_layers": cell["adapt_layers"], "adapt_layer_arg": cell["adapt_layer_arg"],
+        "selector": cell["selector"], "sets": cell["sets"], "status": "done", "n": summary.get("n"),
+        **{k: summary.get(k) for k in ("si_sdri", "si_sdr", "sdri", "sdr", "pesq", "stoi", "confusion_rate")},
+        "steps": result.get("steps"), "stop_reason": result.get("stop_reason"),
+        "train_time_s": result.get("train_time_s"), "train_cpu_s": result.get("train_cpu_s"),
+        "eval_time_s": eval_time,
+        "best_val_si_sdri": result.get("best_val_si_sdri") if history else None,
+        "parameters": result.get("parameters") or run_meta.get("parameters"),
+        "git_sha": run_meta.get("git_sha") or git_sha(),
+        "plugins": {k: v for k, v in (run_meta.get("plugins") or {}).items()
+                    if k in {f"encoder:{cell['encoder']}", f"fusion:{cell['fusion']}", f"backbone:{cell['backbone']}",
+                             f"selector:{cell['selector']}"}},
+        "config_hash": cell_hash, "train_hash": cell["train_hash"],
+        "metrics_csv": f"cells/{cell_hash}/seed-{seed}/metrics.csv",
+    }
+    _write_json(cell_dir / "row.json", row)
+    return row
+
+
+def _eval_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+# -- executors ----------------------------------------------------------------------------------------
+
+Job = tuple[str, int]  # (cell_hash, seed)
+Done = Callable[[Job, dict[str, Any] | None, str | None], None]
+
+
+class Executor(Protocol):
+    """Runs an ablation's jobs: ``run(out, jobs, done)`` calls ``done(job, row, None)`` for each finished
+    cell × seed and ``done(job, None, error)`` for each failed one. :func:`make_executor` builds the built-in
+    ones; any object with a ``name`` and this ``run`` will do."""
+
+    name: str
+
+    def run(self, out: Path, jobs: Sequence[Job], done: Done) -> None: ...
+
+
+class LocalExecutor:
+    """Cells one after another in this process, on ``device`` (``auto``, ``cpu``, ``cuda``, ``cuda:1`` …)."""
+
+    name = "local"
+
+    def __init__(self, device: str = "auto") -> None:
+        self.device = device
+
+    def run(self, out: Path, jobs: Sequence[Job], done: Done) -> None:
+        for job in jobs:
+            try:
+                row = run_cell(out, job[0], job[1], device=self.device)
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:
+                done(job, None, _one_line(exc) or type(exc).__name__)
+            else:
+                done(job, row, None)
+
+
+def gpu_slots(gpus: Sequence[str], per_gpu: int = 1) -> list[dict[str, str]]:
+    """One environment per parallel cell: each sees one GPU (``CUDA_VISIBLE_DEVICES``)."""
+    if per_gpu < 1:
+        raise TsekitError("--per-gpu must be at least 1")
+    return [{"CUDA_VISIBLE_DEVICES": str(g), "TSEKIT_DEVICE": "cuda:0"} for g in gpus for _ in range(per_gpu)]
+
+
+def cpu_slots(workers: int, cores: int | None = None) -> list[dict[str, str]]:
+    """``workers`` CPU processes sharing the cores (threads split evenly)."""
+    if workers < 1:
+        raise TsekitError("--workers must be at least 1")
+    threads = str(max(1, (cores or os.cpu_count() or 1) // workers))
+    return [{"CUDA_VISIBLE_DEVICES": "", "TSEKIT_DEVICE": "cpu", "TSEKIT_THREADS": threads, "OMP_NUM_THREADS": threads}
+            for _ in range(workers)]
+
+
+class ProcessExecutor:
+    """Cells in child processes, one per slot (a GPU share or a CPU worker)."""
+
+    name = "processes"
+
+    def __init__(self, slots: Sequence[Mapping[str, str]], poll_seconds: float = 0.2) -> None:
+        if not slots:
+            raise TsekitError("no executor slots")
+        self.slots, self.poll_seconds = list(slots), poll_seconds
+
+    def run(self, out: Path, jobs: Sequence[Job], done: Done) -> None:
+        pending = list(jobs)
+        running: dict[int, tuple[subprocess.Popen[bytes], Job, Any]] = {}
+        restore_signals = _exit_on_termination()
+        try:
+            while pending or running:
+                for slot, env in enumerate(self.slots):
+                    if slot in running or not pending:
+                        continue
+                    job = pending.pop(0)
+                    log_dir = out / "cells" / job[0] / f"seed-{job[1]}"
+                    log_dir.mkdir(parents=True, exist_ok=True)
+                    log = open(log_dir / "worker.log", "ab")  # noqa: SIM115
+                    cmd = [sys.executable, "-m", "tsekit.engine.ablation", str(out), job[0], str(job[1])]
+                    proc = subprocess.Popen(cmd, env={**os.environ, **env, PARENT_PID: str(os.getpid())},
+                                            stdout=log, stderr=subprocess.STDOUT)
+                    running[slot] = (proc, job, log)
+                for slot, (proc, job, log) in list(running.items()):
+                    if proc.poll() is None:
+                        continue
+                    log.close()
+                    del running[slot]
+                    row_path = out / "cells" / job[0] / f"seed-{job[1]}" / "row.json"
+                    if proc.returncode == 0 and row_path.is_file():
+                        done(job, _read_json(row_path), None)
+                    else:
+                        done(job, None, _last_error(out / "cells" / job[0] / f"seed-{job[1]}" / "worker.log", proc.returncode))
+                time.sleep(self.poll_seconds)
+        finally:
+            for proc, _, _ in running.values():
+                proc.terminate()
+            for proc, _, log in running.values():
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                log.close()
+            restore_signals()
+
+
+PARENT_PID = "TSEKIT_ABLATE_PARENT"
+
+
+def _exit_on_termination() -> Callable[[], None]:
+    """Turn SIGTERM and SIGHUP into SystemExit, so ``finally`` blocks stop the workers; returns the undo."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def leave(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, leave) for sig in (signal.SIGTERM, signal.SIGHUP)}
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
+
+
+def _die_with_parent() -> None:
+    """In a worker on Linux: be sent SIGTERM when the ablation process dies, however it dies."""
+    import ctypes
+    import signal
+
+    parent = os.environ.get(PARENT_PID)
+    if parent is None or not sys.platform.startswith("linux"):
+        return
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+    if os.getppid() != int(parent):  # it died before prctl took effect
+        raise SystemExit(143)
+
+
+def _last_error(log: Path, code: int) -> str:
+    with contextlib.suppress(OSError):
+        lines = [ln for ln in log.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
+        if lines:
+            return f"{lines[-1].strip()[:300]} (exit {code}; see {log})"
+    return f"worker exited with {code}"
+
+
+def _ray_task(out: str, cell_hash: str, seed: int, device: str, threads: int) -> dict[str, Any]:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    return run_cell(out, cell_hash, seed, device=device)
+
+
+class RayExecutor:
+    """Each cell a Ray task with its CPU/GPU needs; a local Ray is started when no address is given."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, *, cpus_per_cell: float = 1.0, gpus_per_cell: float = 0.0,
+                 num_cpus: int | None = None) -> None:
+        self.address, self.cpus, self.gpus, self.num_cpus = address, cpus_per_cell, gpus_per_cell, num_cpus
+
+    def run(self, out: Path, jobs: Sequence[Job], done: Done) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise TsekitError("the ray executor needs Ray: pip install 'ray>=2.9'") from None
+        started_here = not ray.is_initialized()
+        if started_here:
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+            if self.address:
+                kwargs["address"] = self.address
+            else:
+                kwargs["num_cpus"] = self.num_cpus or os.cpu_count() or 1
+            ray.init(**kwargs)
+        try:
+            device = "cuda:0" if self.gpus > 0 else "cpu"
+            task = ray.remote(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=0)(_ray_task)
+            futures = {task.remote(str(out.resolve()), h, s, device, max(1, int(self.cpus))): (h, s) for h, s in jobs}
+            while futures:
+                ready, _ = ray.wait(list(futures), num_returns=1)
+                job = futures.pop(ready[0])
+                try:
+                    row = ray.get(ready[0])
+                except Exception as exc:  # a task's error arrives wrapped
+                    cause = getattr(exc, "cause", None) or exc
+                    done(job, None, _one_line(cause) or type(cause).__name__)
+                else:
+                    row_path = out / "cells" / job[0] / f"seed-{job[1]}" / "row.json"
+                    if not row_path.is_file():  # a remote node without our filesystem
+                        _write_json(row_path, row)
+                    done(job, row, None)
+        finally:
+            if started_here:
+                ray.shutdown()
+
+
+EXECUTOR_SETTINGS = {
+    "local": ("device",),
+    "processes": ("workers", "gpus", "per_gpu"),
+    "ray": ("gpus", "per_gpu", "ray_address", "cpus_per_cell"),
+}
+"""The :func:`make_executor` settings each kind uses (the others must keep their defaults)."""
+_OLD_EXECUTOR_ARGS = ("workers", "gpus", "per_gpu", "ray_address", "cpus_per_cell", "device")
+
+
+def make_executor(
+    kind: str | None = None,
+    *,
+    workers: int = 1,
+    gpus: Sequence[str] | str | None = None,
+    per_gpu: int = 1,
+    ray_address: str | None = None,
+    cpus_per_cell: float = 1.0,
+    device: str = "auto",
+) -> Executor:
+    """The executor that :func:`ablate` runs its cells on.
+
+    ``kind``: ``local`` (in this process, one cell after another, on ``device``), ``processes`` (``workers``
+    CPU processes, or ``gpus`` × ``per_gpu`` GPU slots) or ``ray`` (tasks of ``cpus_per_cell`` CPUs, one GPU
+    per cell shared by ``per_gpu`` when ``gpus`` is given, on the cluster at ``ray_address`` or a local Ray);
+    ``None`` picks ``processes`` when ``workers`` > 1 or ``gpus`` are given, else ``local`` (as ``tsekit
+    ablate`` does without ``--executor``). A setting the kind does not use, or an impossible value, is a
+    one-line :class:`~tsekit.errors.TsekitError`.
+    """
+    gpu_list = split_values(gpus)
+    if kind is None:
+        kind = "processes" if workers > 1 or gpu_list else "local"
+    if kind not in EXECUTORS:
+        raise TsekitError(f"unknown executor '{kind}' (choose {', '.join(EXECUTORS)})")
+    if workers < 1:
+        raise TsekitError(f"--workers must be at least 1, got {workers}")
+    if per_gpu < 1:
+        raise TsekitError(f"--per-gpu must be at least 1, got {per_gpu}")
+    if not cpus_per_cell > 0:
+        raise TsekitError(f"--cpus-per-cell must be positive, got {cpus_per_cell:g}")
+    given = {"workers": workers != 1, "gpus": bool(gpu_list), "per_gpu": per_gpu != 1,
+             "ray_address": ray_address is not None, "cpus_per_cell": cpus_per_cell != 1.0, "device": device != "auto"}
+    for name in (n for n, is_given in given.items() if is_given and n not in EXECUTOR_SETTINGS[kind]):
+        takers = " or ".join(k for k, names in EXECUTOR_SETTINGS.items() if name in names)
+        raise TsekitError(f"--{name.replace('_', '-')} is a setting of the {takers} executor, not of the {kind} one")
+    if given["per_gpu"] and not gpu_list:
+        raise TsekitError("--per-gpu needs --gpus")
+    if kind == "processes" and given["workers"] and gpu_list:
+        raise TsekitError("--workers and --gpus: give one (GPU slots are --gpus × --per-gpu)")
+    if kind == "local":
+        return LocalExecutor(device)
+    if kind == "processes":
+        return ProcessExecutor(gpu_slots(gpu_list, per_gpu) if gpu_list else cpu_slots(workers))
+    return RayExecutor(ray_address, cpus_per_cell=cpus_per_cell, gpus_per_cell=1.0 / per_gpu if gpu_list else 0.0)
+
+
+def _executor_of(executor: Executor | str | None, old: Mapping[str, Any]) -> Executor:
+    """``ablate``'s executor: the one given, the local one, or (deprecated) one built from the old keywords."""
+    unknown = sorted(set(old) - set(_OLD_EXECUTOR_ARGS))
+    if unknown:
+        raise TypeError(f"ablate() got an unexpected keyword argument '{unknown[0]}'")
+    if not old and not isinstance(executor, str):
+        return executor if executor is not None else LocalExecutor()
+    if executor is not None and not isinstance(executor, str):
+        raise TypeError(f"ablate(): pass {', '.join(sorted(old))} to make_executor(), not next to executor=")
+    import warnings
+
+    named = ([f"executor={executor!r}"] if executor is not None else []) + sorted(old)
+    warnings.warn(f"ablate(): {', '.join(named)} {'is' if len(named) == 1 else 'are'} deprecated and will be removed "
+                  "in the next release; pass executor=tsekit.engine.make_executor(kind, ...) instead",
+                  DeprecationWarning, stacklevel=3)
+    return make_executor(None if executor in (None, "local") else executor, **old)
+
+
+# -- the ablation ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class AblationResult:
+    out: Path
+    cells: list[Cell]
+    pruned: list[Pruned]
+    rows: list[dict[str, Any]]
+    failed: list[dict[str, Any]]
+    report: dict[str, Path]
+    wall_time_s: float
+    dry_run: bool = False
+
+
+def _prepare_data(out: Path, base: dict[str, Any], *, corpus: str | None, eval_list: str | None, eval_size: int,
+                  eval_speakers: int, eval_seconds: float, eval_sample_rate: int, seed: int) -> tuple[str | None, list[str], str]:
+    """The training corpus, the speakers it must leave out, and the fixed evaluation list."""
+    from tsekit.data import DEMO_CORPUS
+    from tsekit.data.corpus import load_corpus
+    from tsekit.data.evallist import read_eval_list
+    from tsekit.data.simulate import SimulationConfig, write_fixed_set
+
+    source = corpus or base["data"].get("corpus")
+    if source is not None:
+        source = str(Path(source).expanduser().resolve())
+    if eval_list:
+        path = Path(eval_list).expanduser().resolve()
+        if not path.is_file():
+            raise TsekitError(f"{eval_list}: no such evaluation list")
+        read_eval_list(path)  # a broken list fails now, not after training
+        return source, [], str(path)
+    full = load_corpus(source or DEMO_CORPUS / "manifest.csv")
+    _, eval_part = full.split(eval_speakers, seed=10_000 + seed)
+    sim = base["data"].get("simulation") or {}
+    cfg = SimulationConfig(**{**{k: v for k, v in sim.items() if k != "enrollment_grid_seconds"},
+                              "sample_rate": eval_sample_rate, "segment_seconds": eval_seconds})
+    write_fixed_set(eval_part, out / "eval", eval_size, cfg, seed=20_000 + seed)
+    return source, sorted(eval_part.speakers), "eval/mixtures.csv"
+
+
+def _machine() -> dict[str, Any]:
+    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
+                            "cpus": os.cpu_count()}
+    with contextlib.suppress(Exception):
+        import torch
+
+        info["torch"] = torch.__version__
+        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return info
+
+
+def write_results(out: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    """``results.jsonl`` and ``results.csv`` (nested values as JSON), both atomically."""
+    with atomic_open(out / "results.jsonl", "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(json_safe(row), default=_json_default) + "\n")
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    with atomic_open(out / "results.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: json.dumps(v, default=_json_default) if isinstance(v, dict | list) else v
+                             for k, v in row.items()})
+
+
+def collect_rows(out: Path, cells: Sequence[Cell], seeds: Sequence[int]) -> list[dict[str, Any]]:
+    rows = []
+    for cell in cells:
+        for seed in seeds:
+            path = out / "cells" / cell.cell_hash / f"seed-{seed}" / "row.json"
+            if path.is_file():
+                rows.append(_read_json(path))
+    return rows
+
+
+def ablate(
+    *,
+    encoders: Sequence[str] | str = (),
+    fusions: Sequence[str] | str = (),
+    backbones: Sequence[str] | str = (),
+    adapt_layers: Sequence[str] | str = (),
+    selectors: Sequence[str] | str = (),
+    seeds: Sequence[int | str] | str = (0,),
+    sets: Mapping[str, Sequence[Any]] | Sequence[str] | None = None,
+    budget: str | int = DEFAULT_BUDGET,
+    out: str | Path = "runs/ablate",
+    experiment: str | Path | None = None,
+    overrides: Sequence[str] | Mapping[str, Any] = (),
+    preset: str | None = None,
+    corpus: str | None = None,
+    eval_list: str | None = None,
+    eval_size: int = 32,
+    eval_speakers: int = 8,
+    eval_seconds: float = 4.0,
+    eval_sample_rate: int = 16000,
+    metrics: Sequence[str] | None = None,
+    executor: Executor | None = None,
+    resume: bool = False,
+    baseline: str | None = None,
+    dry_run: bool = False,
+    command: str | None = None,
+    registry: Any = None,
+    on_event: Callable[[str, dict[str, Any]], None] | None = None,
+    **deprecated: Any,
+) -> AblationResult:
+    """Run an ablation grid (the Python face of ``tsekit ablate``); returns rows, pruned cells and report paths.
+
+    Axes take lists or comma-separated strings; ``sets`` maps dotted config keys to value lists (or is a
+    list of ``KEY=V1,V2`` strings). ``budget``: ``2000steps`` or a duration (``10m``) per cell.
+    ``executor``: where the cells run, from :func:`make_executor` (default: one after another in this
+    process). The old executor keywords (``executor="processes"``, ``workers``, ``gpus``, ``per_gpu``,
+    ``ray_address``, ``cpus_per_cell``, ``device``) still work for this release, with a DeprecationWarning.
+    """
+    from tsekit.engine.evaluate import DEFAULT_METRICS
+    from tsekit.engine.experiment import load_config
+    from tsekit.registry import get_registry
+
+    started = time.monotonic()
+    emit = on_event or (lambda kind, data: None)
+    reg = registry or get_registry()
+    out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise TsekitError(f"{out}: exists and is not a folder")
+    runner = _executor_of(executor, deprecated)
+    seed_list = [_seed(s) for s in split_values(seeds if not isinstance(seeds, int) else [seeds])] or [0]
+    if isinstance(sets, Mapping):
+        set_map = {k: list(v) for k, v in sets.items()}
+    else:
+        set_map = parse_sets(sets or [])
+    base = load_config(experiment, overrides)
+    if preset is not None:
+        base["model"]["preset"] = preset
+    train_budget = parse_budget(budget)
+    base["train"].update(train_budget)
+    cells, pruned = expand_grid(
+        base, encoders=split_values(encoders), fusions=split_values(fusions), backbones=split_values(backbones),
+        adapt_layers=split_values(adapt_layers), selectors=split_values(selectors), sets=set_map, registry=reg)
+    if dry_run:
+        return AblationResult(out, cells, pruned, [], [], {}, time.monotonic() - started, dry_run=True)
+    if not cells:
+        raise TsekitError("every cell of the grid was pruned: " + "; ".join(f"{p.label}: {p.reason}" for p in pruned))
+    spec_path = out / "ablation.json"
+    if spec_path.is_file() and not resume:
+        raise TsekitError(f"{out}: holds an ablation already; pass --resume to continue it or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    if spec_path.is_file():
+        previous = _read_json(spec_path)
+        train_corpus, excluded, eval_path = previous["train_corpus"], previous["eval_speakers"], previous["eval_list"]
+        if eval_list and str(Path(eval_list).expanduser().resolve()) != str(previous["eval_list"]):
+            raise TsekitError(f"{out}: was evaluated on {previous['eval_list']}; resume with the same --eval-list")
+    else:
+        emit("prepare", {"out": str(out)})
+        train_corpus, excluded, eval_path = _prepare_data(out, base, corpus=corpus, eval_list=eval_list, eval_size=eval_size,
+                                                eval_speakers=eval_speakers, eval_seconds=eval_seconds,
+                                                eval_sample_rate=eval_sample_rate, seed=0)
+    final_cells = []
+    for cell in cells:  # every cell trains on the same speakers, none of the evaluation list's
+        config = copy.deepcopy(cell.train_config)
+        config["data"]["corpus"] = train_corpus
+        config["data"]["exclude_speakers"] = sorted({*config["data"].get("exclude_speakers", []), *excluded})
+        final_cells.append(Cell(cell.encoder, cell.fusion, cell.backbone, cell.adapt_layer_arg, cell.sites,
+                                cell.selector, cell.sets, train_config=config))
+    cells = final_cells
+    baseline_hash = _pick_baseline(baseline, cells)
+    spec = {
+        "format": 1, "command": command, "budget": str(budget), "budget_seconds": train_budget["max_time"],
+        "budget_steps": train_budget["max_steps"], "seeds": seed_list, "train_corpus": train_corpus,
+        "eval_speakers": excluded,
+        "eval_list": eval_path, "metrics": list(metrics or DEFAULT_METRICS), "executor": runner.name,
+        "baseline": baseline_hash, "axes": {"encoder": split_values(encoders), "fusion": split_values(fusions),
+                                            "backbone": split_values(backbones), "adapt_layer": split_values(adapt_layers),
+                                            "selector": split_values(selectors), "seed": seed_list, "set": set_map},
+        "cells": [c.to_json() | {"train_config": None} for c in cells],
+        "pruned": [{"cell": p.label, "reason": p.reason} for p in pruned],
+    }
+    _write_json(spec_path, spec)
+    for cell in cells:
+        cell_file = out / "cells" / cell.cell_hash / "cell.json"
+        if not cell_file.is_file():
+            cell_file.parent.mkdir(parents=True, exist_ok=True)
+            _write_json(cell_file, cell.to_json())
+
+    jobs: list[Job] = []
+    for cell in cells:
+        for seed in seed_list:
+            if (out / "cells" / cell.cell_hash / f"seed-{seed}" / "row.json").is_file():
+                emit("skip", {"cell": cell.label, "seed": seed})
+            else:
+                jobs.append((cell.cell_hash, seed))
+    by_hash = {c.cell_hash: c for c in cells}
+    failed: list[dict[str, Any]] = []
+    total, finished = len(jobs), 0
+
+    def done(job: Job, row: dict[str, Any] | None, error: str | None) -> None:
+        nonlocal finished
+        finished += 1
+        label = by_hash[job[0]].label
+        if row is None:
+            failure = {"cell": label, "cell_hash": job[0], "seed": job[1], "error": error}
+            failed.append(failure)
+            _write_json(out / "cells" / job[0] / f"seed-{job[1]}" / "error.json", failure)
+            emit("failed", {**failure, "done": finished, "total": total})
+        else:
+            write_results(out, collect_rows(out, cells, seed_list))
+            emit("cell", {"row": row, "done": finished, "total": total})
+
+    emit("start", {"cells": len(cells), "pruned": len(pruned), "jobs": total, "seeds": seed_list,
+                   "executor": runner.name})
+    if jobs:
+        runner.run(out, jobs, done)
+    rows = collect_rows(out, cells, seed_list)
+    write_results(out, rows)
+    wall = time.monotonic() - started
+    from tsekit.engine.report import write_report
+
+    meta = {"command": command, "budget": str(budget), "eval list": eval_path, "executor": runner.name,
+            "wall time (this invocation)": f"{wall:.0f} s", "machine": _machine(), "seeds": seed_list}
+    report = write_report(out, rows, baseline=baseline_hash, pruned=spec["pruned"], meta=meta) if rows else {}
+    return AblationResult(out, cells, pruned, rows, failed, report, wall)
+
+
+def _seed(value: str | int) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise TsekitError(f"--seed {value!r}: expected integers, e.g. 0,1,2") from None
+
+
+def _pick_baseline(baseline: str | None, cells: Sequence[Cell]) -> str:
+    if baseline is None:
+        return cells[0].cell_hash
+    for cell in cells:
+        if baseline in (cell.cell_hash, cell.label):
+            return cell.cell_hash
+    if baseline.isdigit() and int(baseline) < len(cells):
+        return cells[int(baseline)].cell_hash
+    raise TsekitError(f"--baseline {baseline!r}: not a cell of this grid (give a cell label, hash or index)")
+
+
+def _worker_main(argv: Sequence[str]) -> int:
+    """``python -m tsekit.engine.ablation OUT CELL_HASH SEED``: one cell in a child process."""
+    _die_with_parent()
+    out, cell_hash, seed = argv[0], argv[1], int(argv[2])
+    threads = os.environ.get("TSEKIT_THREADS")
+    try:
+        if threads:
+            import torch
+
+            torch.set_num_threads(int(threads))
+        run_cell(out, cell_hash, seed, device=os.environ.get("TSEKIT_DEVICE", "auto"))
+    except TsekitError as exc:
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_worker_main(sys.argv[1:]))

@@ -1,0 +1,322 @@
+"""Experiment configs (YAML in ``experiments/``) and the ``tsekit train`` pipeline.
+
+A config has sections ``model``, ``loss``, ``data``, ``train`` and ``seed``; CLI flags and dotted
+``key=value`` overrides win over the file, which wins over :data:`DEFAULTS`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from tsekit.errors import ConfigError, TsekitError
+from tsekit.io import atomic_open, stable_hash
+
+DEFAULTS: dict[str, Any] = {
+    "model": {
+        "encoder": "dvector",
+        "fusion": None,
+        "backbone": "speakerbeam",
+        "adapt_layers": "default",
+        "preset": "small",
+        "encoder_options": {},
+        "fusion_options": {},
+        "backbone_options": {},
+    },
+    "loss": "si-sdr",
+    "data": {
+        "corpus": None,  # the bundled demo corpus
+        "val_speakers": 8,
+        "exclude_speakers": [],  # e.g. an evaluation list's speakers
+        "mix_seed": None,  # seed of the training mixtures (default: seed); a new stream for a continued run
+        "val_size": 32,
+        "simulation": {"segment_seconds": 3.0, "enrollment_seconds": 3.0, "enrollment_grid_seconds": 0.5},
+    },
+    "train": {
+        "batch_size": 4,
+        "max_steps": 1000,
+        "max_time": None,
+        "max_cpu_time": None,
+        "val_every": 200,
+        "checkpoint_every": 100,
+        "log_every": 10,
+        "early_stop_patience": 0,
+        "init_from": None,  # a saved model folder (model.safetensors) to start from: fine-tuning / warm start
+        "amp": True,
+        "optim": {"lr": 1e-3, "weight_decay": 1e-2, "warmup_steps": 200, "min_lr_ratio": 0.05,
+                  "grad_clip": 5.0, "grad_accum": 1},
+    },
+    "seed": 0,
+}
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any], where: str) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if key not in out and not where.endswith(("_options", "simulation")):
+            raise ConfigError(f"{where}.{key}".lstrip("."), f"unknown key (known: {', '.join(out)})")
+        if isinstance(out.get(key), dict) and isinstance(value, Mapping):
+            out[key] = _merge(out[key], value, f"{where}.{key}")
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``["train.optim.lr=5e-4", "model.preset=tiny"]`` → a nested dict (values parsed as YAML)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(item, "expected KEY=VALUE with a dotted key, e.g. train.optim.lr=5e-4")
+        value = yaml.safe_load(raw) if raw.strip() else None
+        if isinstance(value, str):  # YAML 1.1 reads 5e-4 as a string
+            with contextlib.suppress(ValueError):
+                value = float(value)
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] | Mapping[str, Any] = ()) -> dict[str, Any]:
+    import yaml
+
+    config = copy.deepcopy(DEFAULTS)
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise TsekitError(f"{path}: no such experiment file")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise TsekitError(f"{path}: not valid YAML ({' '.join(str(exc).split())[:160]})") from None
+        if not isinstance(data, dict):
+            raise TsekitError(f"{path}: an experiment file must be a mapping")
+        config = _merge(config, data, "")
+    extra = overrides if isinstance(overrides, Mapping) else parse_overrides(overrides)
+    return _merge(config, extra, "")
+
+
+def build_config(
+    experiment: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    *,
+    encoder: str | None = None,
+    fusion: str | None = None,
+    backbone: str | None = None,
+    adapt_layers: str | None = None,
+    preset: str | None = None,
+    corpus: str | Sequence[str] | None = None,
+    max_steps: int | None = None,
+) -> dict[str, Any]:
+    """``tsekit train``'s config: the experiment file, then dotted ``overrides``, then the fields given here
+    (None: not given). ``corpus``: one corpus folder or manifest, or several trained on as one."""
+    flags: dict[str, dict[str, Any]] = {"model": {}, "data": {}, "train": {}}
+    for key, value in (("encoder", encoder), ("fusion", fusion), ("backbone", backbone),
+                       ("adapt_layers", adapt_layers), ("preset", preset)):
+        if value is not None:
+            flags["model"][key] = value
+    if corpus:
+        flags["data"]["corpus"] = corpus if isinstance(corpus, str) else corpus[0] if len(corpus) == 1 else list(corpus)
+    if max_steps is not None:
+        flags["train"]["max_steps"] = max_steps
+    extra = parse_overrides(overrides)
+    for section, values in flags.items():
+        extra.setdefault(section, {}).update(values)
+    return load_config(experiment, extra)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "": 1}
+
+
+def parse_duration(text: str, option: str = "--max-time") -> float:
+    """``90``, ``30s``, ``10m``, ``1.5h`` → seconds (``option`` names the value in the error)."""
+    import re
+
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([smh]?)\s*", text.lower())
+    if not match:
+        raise TsekitError(f"{option} {text!r}: expected a duration like 90s, 10m or 1.5h")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def git_sha() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False,
+                             cwd=Path(__file__).parent, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def plugin_versions(registry: Any) -> dict[str, str]:
+    return {f"{s.kind}:{s.name}": f"{s.provider.plugin} {s.provider.distribution or ''} {s.provider.version or ''}".strip()
+            for s in registry.list()}
+
+
+def _loop_config(train: Mapping[str, Any], seed: int) -> Any:
+    from tsekit.config import make_config
+    from tsekit.engine.trainer import LoopConfig, OptimConfig
+
+    fields = {k: v for k, v in train.items() if k not in ("optim", "init_from")}
+    optim = make_config(OptimConfig, train.get("optim", {}), where="train.optim")
+    loop = make_config(LoopConfig, {**fields, "seed": seed}, where="train")
+    import dataclasses
+
+    return dataclasses.replace(loop, optim=optim)
+
+
+def _init_weights(model: Any, folder: Path) -> None:
+    """Start from a saved model's weights (a resumed run then loads its own checkpoint over them)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = folder / "model.safetensors" if folder.is_dir() else folder
+    if not path.is_file():
+        raise TsekitError(f"{folder}: train.init_from needs a model folder with model.safetensors")
+    try:
+        weights = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise TsekitError(f"{path}: train.init_from is not readable safetensors ({' '.join(str(exc).split())[:160]})") from None
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise TsekitError(f"{path}: does not fit this model ({' '.join(str(exc).split())[:200]})") from None
+
+
+def model_plan(model: Mapping[str, Any], registry: Any = None) -> Any:
+    """The :class:`~tsekit.plan.ModelPlan` of a config's ``model`` section: what ``tsekit train`` builds, and what
+    ``tsekit ablate`` plans (and prunes) each cell by."""
+    from tsekit.plan import plan
+
+    return plan(model["encoder"], model["fusion"], model["backbone"], model["adapt_layers"], preset=model["preset"],
+                encoder_options=model["encoder_options"], fusion_options=model["fusion_options"],
+                backbone_options=model["backbone_options"], registry=registry)
+
+
+def datasets(config: Mapping[str, Any], sample_rate: int, horizon: int) -> tuple[Any, Any]:
+    """The training and validation simulators of a resolved config: speaker-disjoint (validation speakers drawn
+    from every corpus of ``data.corpus``), the test speakers (``data.exclude_speakers``) in neither;
+    ``data.mix_seed`` changes the training mixtures only."""
+    import dataclasses
+
+    from tsekit.config import make_config
+    from tsekit.data import DEMO_CORPUS
+    from tsekit.data.corpus import load_corpus
+    from tsekit.data.simulate import MixtureSimulator, SimulationConfig
+
+    data, seed = config["data"], int(config["seed"])
+    sim_cfg = make_config(SimulationConfig, {**data["simulation"], "sample_rate": sample_rate}, where="data.simulation")
+    corpus = load_corpus(data["corpus"] or DEMO_CORPUS / "manifest.csv")  # one source or a list
+    excluded = {str(s) for s in data.get("exclude_speakers") or []}
+    if excluded:
+        corpus = corpus.subset(s for s in corpus.speakers if s not in excluded)
+    train_corpus, val_corpus = corpus.split(int(data["val_speakers"]), seed=seed)
+    mix_seed = seed if data.get("mix_seed") is None else int(data["mix_seed"])
+    train_set = MixtureSimulator(train_corpus, sim_cfg, seed=mix_seed, length=horizon)
+    # validation is the real task: no speed perturbation, and same-corpus pairs when training draws by corpus
+    val_cfg = dataclasses.replace(sim_cfg, speed_factors=(1.0,),
+                                  p_cross_corpus=None if sim_cfg.p_cross_corpus is None else 0.0)
+    val_set = MixtureSimulator(val_corpus, val_cfg, seed=seed + 10_007, length=int(data["val_size"]))
+    return train_set, val_set
+
+
+def train(
+    config: Mapping[str, Any],
+    out_dir: str | Path,
+    *,
+    registry: Any = None,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
+    device: str = "auto",
+    time_left: float | None = None,
+) -> dict[str, Any]:
+    """Build the model, simulate data from the corpus (speaker-disjoint validation) and train; resumes.
+
+    ``time_left`` caps this invocation's wall time without changing the config (a resumed time budget);
+    ``on_warning`` receives one-line warnings (a damaged checkpoint skipped). The run lock of ``out_dir``
+    is held throughout: a second training on the same folder is refused."""
+    import os
+
+    from tsekit.engine.trainer import run_lock
+
+    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 writes
+    with run_lock(Path(out_dir)) if main_rank else contextlib.nullcontext():
+        return _train(config, Path(out_dir), registry=registry, on_progress=on_progress, on_warning=on_warning,
+                      device=device, time_left=time_left)
+
+
+def _train(
+    config: Mapping[str, Any],
+    out: Path,
+    *,
+    registry: Any,
+    on_progress: Callable[[dict[str, Any]], None] | None,
+    on_warning: Callable[[str], None] | None,
+    device: str,
+    time_left: float | None,
+) -> dict[str, Any]:
+    from tsekit.engine.trainer import collate, fit
+    from tsekit.losses import parse_loss
+    from tsekit.model import assemble
+    from tsekit.registry import get_registry
+
+    reg = registry or get_registry()
+    m = config["model"]
+    loop = _loop_config(config["train"], int(config["seed"]))
+    if time_left is not None:
+        import dataclasses
+
+        loop = dataclasses.replace(loop, max_time=time_left if loop.max_time is None else min(loop.max_time, time_left))
+    import torch
+
+    torch.manual_seed(int(config["seed"]))  # the same seed gives the same initial weights
+    model = assemble(model_plan(m, reg))
+    if config["train"].get("init_from"):
+        _init_weights(model, Path(config["train"]["init_from"]))
+    loss = parse_loss(config["loss"], registry=reg)
+    import os
+
+    per_step = loop.batch_size * loop.optim.grad_accum * int(os.environ.get("WORLD_SIZE", "1"))
+    train_set, val_set = datasets(config, model.sample_rate, (loop.max_steps or 10_000_000) * per_step)
+    train_corpus, val_corpus = train_set.corpus, val_set.corpus
+    val_batches = [collate([val_set[j] for j in range(i, min(i + loop.batch_size, len(val_set)))])
+                   for i in range(0, len(val_set), loop.batch_size)]
+    resolved = json.loads(json.dumps(config, default=str))
+    meta = {
+        "config": resolved,
+        "config_hash": stable_hash(resolved),
+        "git_sha": git_sha(),
+        "plugins": plugin_versions(reg),
+        "model": model.spec.__dict__ if model.spec else None,
+        "parameters": model.parameter_counts(),
+        "train_speakers": len(train_corpus.speakers),
+        "val_speakers": val_corpus.speakers,
+    }
+    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 writes
+    existing = out / "config.json"
+    if existing.is_file():
+        previous = json.loads(existing.read_text(encoding="utf-8"))
+        if previous.get("config_hash") != meta["config_hash"]:
+            raise TsekitError(f"{out}: holds a run with another config (hash {previous.get('config_hash')}); "
+                              "use another --out or the same config to resume")
+    out.mkdir(parents=True, exist_ok=True)
+    if main_rank:
+        with atomic_open(existing, "w", encoding="utf-8") as fh:
+            json.dump(meta, fh, indent=2, default=str)
+    result = fit(model, loss, train_set, out, loop, val_batches=val_batches, registry=reg,
+                 run_meta={"config_hash": meta["config_hash"]}, device=device, on_progress=on_progress,
+                 on_warning=on_warning)
+    if main_rank:
+        with atomic_open(out / "result.json", "w", encoding="utf-8") as fh:
+            json.dump({**result, "config_hash": meta["config_hash"], "parameters": meta["parameters"]}, fh, indent=2)
+    return result

@@ -1,0 +1,443 @@
+"""The training loop: AdamW, warm-up + cosine decay, clipping, accumulation, validation (the registered
+``si-sdr``/``si-sdri`` metrics), atomic checkpoints (:mod:`tsekit.engine.checkpoint`) and exact resume.
+
+Determinism: batch ``s`` is made of dataset items ``[s·B·A, (s+1)·B·A)`` (B batch, A accumulation),
+and every item depends only on its index, so a resumed run sees the same data; model, optimiser
+and RNG state are restored from the last checkpoint. A run killed at any point loses at most the
+steps since that checkpoint and ends with the same weights as an uninterrupted one (CPU).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tsekit.engine.checkpoint import clean_partial_checkpoints, resume_checkpoint, save_checkpoint
+from tsekit.errors import TsekitError
+from tsekit.io import atomic_open
+
+METRICS, LOCK = "metrics.jsonl", ".lock"
+VAL_METRICS = ("si-sdr", "si-sdri")
+"""The registered metrics validation reports (as ``si_sdr``/``si_sdri``), computed as ``tsekit eval`` does."""
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    warmup_steps: int = 200
+    min_lr_ratio: float = 0.05
+    grad_clip: float = 5.0
+    grad_accum: int = 1
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.grad_accum < 1:
+            raise ValueError(f"grad_accum must be at least 1, got {self.grad_accum}")
+        if self.warmup_steps < 0 or not 0 <= self.min_lr_ratio <= 1 or self.grad_clip <= 0:
+            raise ValueError("warmup_steps ≥ 0, 0 ≤ min_lr_ratio ≤ 1 and grad_clip > 0 are required")
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    batch_size: int = 4
+    max_steps: int | None = 1000
+    max_time: float | None = None  # seconds for this invocation
+    max_cpu_time: float | None = None  # process CPU seconds over the whole run (a fair budget on a shared machine)
+    val_every: int = 200
+    checkpoint_every: int = 100
+    log_every: int = 10
+    early_stop_patience: int = 0  # validations without improvement; 0 = off
+    amp: bool = True  # CUDA only
+    keep_checkpoints: int = 2
+    seed: int = 0
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "val_every", "checkpoint_every", "log_every", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("max_steps", "max_time", "max_cpu_time"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be positive, got {value}")
+
+
+def lr_factor(step: int, total: int | None, cfg: OptimConfig) -> float:
+    """Linear warm-up, then cosine decay to ``min_lr_ratio`` over ``total`` steps (constant without a total)."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if not total or total <= cfg.warmup_steps:
+        return 1.0
+    progress = min(1.0, (step - cfg.warmup_steps) / (total - cfg.warmup_steps))
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+_HELD_LOCKS: dict[Path, int] = {}
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path, *, wait: bool = False) -> Iterator[None]:
+    """Hold ``run_dir/.lock`` (``flock``) while training there; re-entrant within a process. Another
+    process holding it is a TsekitError naming its pid, or, with ``wait``, waited for."""
+    import fcntl
+
+    key = run_dir.resolve()
+    if _HELD_LOCKS.get(key):
+        _HELD_LOCKS[key] += 1
+        try:
+            yield
+        finally:
+            _HELD_LOCKS[key] -= 1
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise TsekitError(f"{run_dir}: another tsekit train is running on this folder (pid {holder})") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        _HELD_LOCKS[key] = 1
+        try:
+            yield
+        finally:
+            del _HELD_LOCKS[key]
+    finally:
+        os.close(fd)  # releases the lock
+
+
+# -- the loop ----------------------------------------------------------------------------------------
+
+
+def collate(items: list[Mapping[str, Any]]) -> dict[str, Any]:
+    import torch
+
+    out: dict[str, Any] = {}
+    for key in ("mixture", "target", "enrollment"):
+        out[key] = torch.stack([item[key] for item in items])
+    if "enrollment_length" in items[0]:
+        out["enrollment_lengths"] = torch.tensor([int(item["enrollment_length"]) for item in items])
+    return out
+
+
+def _log(path: Path, row: Mapping[str, Any]) -> None:
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(row, default=float) + "\n")
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop rows a killed run wrote after its last checkpoint, and a line torn by a kill during an append."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and row.get("step", 0) <= step:
+            keep.append(line)
+    with atomic_open(path, "w", encoding="utf-8") as fh:
+        fh.write("".join(line + "\n" for line in keep))
+
+
+def validate(model: Any, batches: list[dict[str, Any]], device: Any, *, registry: Any = None) -> dict[str, float]:
+    """Mean SI-SDR and SI-SDR improvement over fixed validation batches: the registered ``si-sdr`` and
+    ``si-sdri`` metrics (from ``registry``, default the global one) on each target-present utterance."""
+    import torch
+
+    from tsekit.metrics import ABSENT_KEY, build_metrics, compute_metrics
+
+    metrics = build_metrics(VAL_METRICS, registry)
+    model.eval()
+    sdr, sdri = [], []
+    with torch.no_grad():
+        for batch in batches:
+            mixture, target = batch["mixture"].to(device), batch["target"].to(device)
+            estimate = model(mixture, batch["enrollment"].to(device), batch.get("enrollment_lengths"))
+            for est, tgt, mix in zip(estimate.float().cpu(), target.float().cpu(), mixture.float().cpu(), strict=True):
+                row = compute_metrics(metrics, est, tgt, mix, model.sample_rate)
+                if not row[ABSENT_KEY]:
+                    sdr.append(row["si-sdr"])
+                    sdri.append(row["si-sdri"])
+    model.train()
+    n = max(len(sdr), 1)
+    return {"si_sdr": sum(sdr) / n, "si_sdri": sum(sdri) / n, "n": len(sdr)}
+
+
+class _Dist:
+    """torchrun / DDP state: rank 0 logs, validates and checkpoints; ranks share each step's batch."""
+
+    def __init__(self) -> None:
+        import os
+
+        import torch.distributed as dist
+
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.enabled = self.world > 1 and dist.is_available()
+        self.owns_group = False
+        if self.enabled and not dist.is_initialized():
+            import torch
+
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+            self.owns_group = True
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def agree(self, flag: bool) -> bool:
+        """Rank 0's decision, on every rank."""
+        if not self.enabled:
+            return flag
+        import torch
+        import torch.distributed as dist
+
+        t = torch.tensor([1.0 if flag else 0.0])
+        dist.broadcast(t, 0)
+        return bool(t.item())
+
+    def close(self) -> None:
+        if self.owns_group:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+class EmbeddingCache:
+    """Embeddings of a frozen encoder by enrollment key, so they are computed once (LRU).
+
+    Each is computed alone: its bits then do not depend on the batch it first appeared in, so a
+    resumed run (whose cache starts empty) trains on the same embeddings as an uninterrupted one.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        from collections import OrderedDict
+
+        self.size, self.hits, self.misses = size, 0, 0
+        self.items: OrderedDict[str, Any] = OrderedDict()
+
+    def embed(self, model: Any, enrollment: Any, lengths: Any, keys: list[str] | None) -> Any:
+        import torch
+
+        if keys is None:
+            self.misses += enrollment.shape[0]
+            return model.enroll(enrollment, lengths)
+        missing = [i for i, k in enumerate(keys) if k not in self.items]
+        for i in missing:
+            one = model.enroll(enrollment[i : i + 1], None if lengths is None else lengths[i : i + 1])
+            self.items[keys[i]] = one[0].detach()
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+        self.misses += len(missing)
+        self.hits += len(keys) - len(missing)
+        for k in keys:
+            self.items.move_to_end(k)
+        return torch.stack([self.items[k] for k in keys])
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, stacklevel=3)
+
+
+def fit(
+    model: Any,
+    loss_fn: Any,
+    dataset: Any,
+    run_dir: str | Path,
+    config: LoopConfig,
+    *,
+    val_batches: list[dict[str, Any]] | None = None,
+    run_meta: Mapping[str, Any] | None = None,
+    device: str = "auto",
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
+    registry: Any = None,
+) -> dict[str, Any]:
+    """Train ``model`` on ``dataset`` (items indexed deterministically) into ``run_dir``; resumes if possible.
+
+    Under ``torchrun`` every rank takes ``batch_size`` items of each step (DDP averages the gradients);
+    rank 0 validates, logs and checkpoints, holding the run lock (:func:`run_lock`). A frozen encoder's
+    embeddings are cached by the items' ``enrollment_key`` when the dataset provides one. A damaged
+    latest checkpoint is reported through ``on_warning`` and the one before it is resumed from. Validation
+    scores with ``registry``'s metrics (default: the global registry).
+    """
+    main = os.environ.get("RANK", "0") == "0"
+    with run_lock(Path(run_dir)) if main else contextlib.nullcontext():
+        return _fit(model, loss_fn, dataset, Path(run_dir), config, val_batches=val_batches, run_meta=run_meta,
+                    device=device, on_progress=on_progress, on_warning=on_warning or _warn, registry=registry)
+
+
+def _fit(
+    model: Any,
+    loss_fn: Any,
+    dataset: Any,
+    run_dir: Path,
+    config: LoopConfig,
+    *,
+    val_batches: list[dict[str, Any]] | None,
+    run_meta: Mapping[str, Any] | None,
+    device: str,
+    on_progress: Callable[[dict[str, Any]], None] | None,
+    on_warning: Callable[[str], None],
+    registry: Any,
+) -> dict[str, Any]:
+    import torch
+
+    from tsekit.engine.checkpoint import save_model
+
+    dist = _Dist()
+    if dist.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    if device == "auto":
+        dev = torch.device(f"cuda:{dist.local_rank}" if torch.cuda.is_available() else "cpu")
+    else:
+        dev = torch.device(device)
+    model.to(dev).train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise TsekitError("the model has no trainable parameters")
+    net = model
+    if dist.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None,
+                                      find_unused_parameters=True)
+    opt_cfg = config.optim
+    optimizer = torch.optim.AdamW(params, lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay)
+    use_amp = config.amp and dev.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    log_path = run_dir / METRICS
+    cache = EmbeddingCache() if model.encoder.frozen else None
+
+    step, elapsed, cpu_elapsed, best, bad_vals, history = 0, 0.0, 0.0, -math.inf, 0, []
+    window: list[float] = []  # train losses since the last log row
+    torch.manual_seed(config.seed)
+    if dist.main:
+        clean_partial_checkpoints(run_dir)  # checkpoint writes that were killed
+    meta = resume_checkpoint(run_dir, model, optimizer, on_warning)
+    if meta is not None:
+        step, elapsed, best, bad_vals = meta["step"], meta["elapsed_s"], meta["best"], meta["bad_vals"]
+        cpu_elapsed = float(meta.get("cpu_s", 0.0))
+        history = meta.get("history", [])
+        window = [float(x) for x in meta.get("log_window", [])]
+    if dist.main:
+        _truncate_log(log_path, step)
+    per_micro = config.batch_size * dist.world
+    per_step = per_micro * opt_cfg.grad_accum
+    started, cpu_started = time.monotonic(), time.process_time()
+    stop_reason = "max_steps"
+
+    def checkpoint() -> None:
+        if dist.main:
+            save_checkpoint(
+                run_dir, step, model, optimizer,
+                {"elapsed_s": elapsed + time.monotonic() - started, "cpu_s": cpu_now(), "best": best, "bad_vals": bad_vals,
+                 "history": history, "log_window": window, **(run_meta or {})},
+                keep=config.keep_checkpoints,
+            )
+
+    def cpu_now() -> float:
+        return cpu_elapsed + time.process_time() - cpu_started
+
+    def out_of_time() -> bool:
+        return config.max_time is not None and time.monotonic() - started >= config.max_time
+
+    while config.max_steps is None or step < config.max_steps:
+        if dist.agree(out_of_time()):
+            stop_reason = "max_time"
+            break
+        if dist.agree(config.max_cpu_time is not None and cpu_now() >= config.max_cpu_time):
+            stop_reason = "max_cpu_time"
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = opt_cfg.lr * lr_factor(step, config.max_steps, opt_cfg)
+        optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        for micro in range(opt_cfg.grad_accum):
+            first = step * per_step + micro * per_micro + dist.rank * config.batch_size
+            items = [dataset[i] for i in range(first, first + config.batch_size)]
+            batch = collate(items)
+            mixture, target = batch["mixture"].to(dev), batch["target"].to(dev)
+            with torch.autocast(dev.type, enabled=use_amp):
+                enrollment = batch["enrollment"].to(dev)
+                if cache is not None:
+                    raw = [it.get("enrollment_key") for it in items]
+                    keys = None if None in raw else [str(k) for k in raw]
+                    estimate = net(mixture, embedding=cache.embed(model, enrollment, batch.get("enrollment_lengths"), keys))
+                else:
+                    estimate = net(mixture, enrollment, batch.get("enrollment_lengths"))
+                extras: dict[str, Any] = {"mixture": mixture, "sample_rate": model.sample_rate}
+                for extra in ("scales", "sources"):  # SpEx+'s last_scales, sepselect's last_sources
+                    value = getattr(model.backbone, f"last_{extra}", None)
+                    if value is not None:
+                        extras[extra] = value
+                loss = loss_fn(estimate.float(), target.float(), **extras) / opt_cfg.grad_accum
+            scaler.scale(loss).backward()
+            total += float(loss.detach())
+        if not math.isfinite(total):
+            raise TsekitError(f"the loss became {total} at step {step}; lower the learning rate")
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(params, opt_cfg.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        step += 1
+        window.append(total)
+        now = elapsed + time.monotonic() - started
+        if dist.main and step % config.log_every == 0:
+            row = {"step": step, "split": "train", "loss": sum(window) / len(window),
+                   "lr": optimizer.param_groups[0]["lr"], "time_s": now, "cpu_s": cpu_now()}
+            _log(log_path, row)
+            window = []
+            if on_progress:
+                on_progress(row)
+        if val_batches and (step % config.val_every == 0 or step == config.max_steps):
+            stop = False
+            if dist.main:
+                scores = validate(model, val_batches, dev, registry=registry)
+                row = {"step": step, "split": "val", **scores, "time_s": now, "cpu_s": cpu_now()}
+                _log(log_path, row)
+                history.append(row)
+                if on_progress:
+                    on_progress(row)
+                if scores["si_sdri"] > best:
+                    best, bad_vals = scores["si_sdri"], 0
+                    save_model(model, run_dir / "best", {"step": step, "val": scores})
+                else:
+                    bad_vals += 1
+                stop = bool(config.early_stop_patience and bad_vals >= config.early_stop_patience)
+            if dist.agree(stop):
+                stop_reason = "early_stop"
+                checkpoint()
+                break
+        if step % config.checkpoint_every == 0 or step == config.max_steps:
+            checkpoint()
+    if stop_reason in ("max_time", "max_cpu_time"):
+        checkpoint()
+    if dist.main:
+        save_model(model, run_dir / "last", {"step": step})
+    dist.close()
+    return {
+        "steps": step,
+        "stop_reason": stop_reason,
+        "best_val_si_sdri": best if history else None,
+        "train_time_s": elapsed + time.monotonic() - started,
+        "train_cpu_s": cpu_now(),
+        "history": history,
+        "world_size": dist.world,
+        "embedding_cache": {"hits": cache.hits, "misses": cache.misses} if cache else None,
+    }
