@@ -103,3 +103,26 @@ def test_mix_seed_changes_training_mixtures_only() -> None:
     assert not any(torch.equal(train_a[i]["mixture"], train_b[i]["mixture"]) for i in range(6))
     again, _ = datasets(other, 8000, 6)
     assert all(torch.equal(again[i]["mixture"], train_b[i]["mixture"]) for i in range(6))
+
+
+def test_a_resumed_run_does_not_need_its_init_from_folder(tmp_path: Path) -> None:
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    import tsekit
+
+    small = {"model": {"preset": "tiny", "fusion": "film"}, "data": {"val_size": 2, "val_speakers": 4},
+             "train": {"batch_size": 2, "max_steps": 2, "val_every": 2, "checkpoint_every": 1,
+                       "optim": {"warmup_steps": 1}}}
+    tsekit.train(load_config(None, small), tmp_path / "start")
+    warm = load_config(None, {**small, "train": {**small["train"], "max_steps": 4, "init_from": str(tmp_path / "start" / "last")}})
+    tsekit.train(warm, tmp_path / "uninterrupted")
+    tsekit.train(warm, tmp_path / "resumed", time_left=1e-9)  # stops at once, with a checkpoint of its start
+    assert (tmp_path / "resumed" / "checkpoints").is_dir()
+    shutil.rmtree(tmp_path / "start")  # the warm start's folder is gone (a later session, a replaced model)
+    assert tsekit.train(warm, tmp_path / "resumed")["steps"] == 4
+    a = load_file(str(tmp_path / "uninterrupted" / "last" / "model.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "last" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)

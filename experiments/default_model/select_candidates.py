@@ -53,8 +53,6 @@ V2_CANDIDATES: dict[str, dict[str, Any]] = {
                               "preset": "small"}},
     "sb-small-8k": {"model": {**V2_SB, "backbone_options": {"sample_rate": 8000, "kernel_size": 16, "stride": 8}}},
     "sb-large": {"model": {**V2_SB, "backbone_options": {"hid_chan": 512, "n_repeats": 3}}},
-    "sb-small-noaug": {"model": V2_SB, "extra": {"data": {"simulation": {"speed_factors": [1.0], "p_cross_corpus": None,
-                                                                          "level_db_range": [-30, -20]}}}},
 }
 RECIPES = {"v1": CANDIDATES, "v2": V2_CANDIDATES}
 
@@ -102,14 +100,15 @@ def plot(found: dict[str, list[dict[str, float]]], path: Path) -> None:
 
 
 def common_validation(out: Path, names: list[str], corpus: list[str], rate: int = 16000) -> dict[str, dict[str, Any]]:
-    """Score every finished candidate's ``best/`` on one fixed list of the validation speakers' mixtures at
-    ``rate`` (an 8 kHz model extracts at 8 kHz and is scored on its output resampled back), so candidates at
-    different rates compare on the same signals. Cached per candidate in ``val16k.json``."""
+    """Score every finished candidate's ``last/`` model (the one at the common CPU budget) on one fixed list of
+    the validation speakers' mixtures at ``rate`` (an 8 kHz model extracts at 8 kHz and is scored on its
+    output resampled back), so candidates at different rates compare on the same signals. Cached per
+    candidate in ``val16k.json``."""
     from tsekit import load_model
     from tsekit.data import write_fixed_set
     from tsekit.engine import datasets, evaluate_list
 
-    finished = [n for n in names if (out / n / "result.json").is_file() and (out / n / "best").is_dir()]
+    finished = [n for n in names if (out / n / "result.json").is_file() and (out / n / "last").is_dir()]
     if not finished:
         return {}
     config = config_for(finished[0], corpus, "v2")
@@ -119,7 +118,7 @@ def common_validation(out: Path, names: list[str], corpus: list[str], rate: int 
     for name in finished:
         cached = out / name / "val16k.json"
         if not cached.is_file():
-            result = evaluate_list(load_model(out / name / "best"), listing, out / name / "val16k",
+            result = evaluate_list(load_model(out / name / "last"), listing, out / name / "val16k",
                                    metrics=["si-sdr", "si-sdri", "confusion"])
             cached.write_text(json.dumps({k: result[k] for k in ("n", "si_sdri", "confusion_rate")}, indent=2))
         scores[name] = json.loads(cached.read_text())

@@ -281,7 +281,9 @@ def _train(
 
     torch.manual_seed(int(config["seed"]))  # the same seed gives the same initial weights
     model = assemble(model_plan(m, reg))
-    if config["train"].get("init_from"):
+    from tsekit.engine.checkpoint import checkpoint_steps
+
+    if config["train"].get("init_from") and not checkpoint_steps(out):  # a resumed run loads its checkpoint
         _init_weights(model, Path(config["train"]["init_from"]))
     loss = parse_loss(config["loss"], registry=reg)
     import os
