@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import tsekit
-from tsekit.contracts import BackboneCaps, Site
+from tsekit.contracts import BackboneCaps
+from tsekit_builtin.speakerbeam import tcn_sites
 
 if TYPE_CHECKING:
     from tsekit.registry import Registrar
@@ -67,21 +68,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def capabilities(config: SepSelectConfig) -> BackboneCaps:
-    sites = tuple(
-        Site(
-            name=f"tcn.{i}",
-            index=i,
-            dim=config.bn_chan + config.skip_chan,
-            layout="BCT",
-            description=f"outputs (residual ‖ skip) of TCN block {i % config.n_blocks}, repeat {i // config.n_blocks}",
-        )
-        for i in range(config.n_blocks * config.n_repeats)
-    )
     return BackboneCaps(
         domain="time",
         sample_rate=config.sample_rate,
         causal=config.causal,
-        sites=sites,
+        sites=tcn_sites(config),
         default_sites=(),
         default_fusion="multiply",
         paper="Luo & Mesgarani, IEEE/ACM TASLP 2019, arXiv 1809.07454 (Conv-TasNet) + embedding selection",

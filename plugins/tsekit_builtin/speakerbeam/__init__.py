@@ -63,8 +63,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def capabilities(config: SpeakerBeamConfig) -> BackboneCaps:
-    sites = tuple(
+def tcn_sites(config: Any) -> tuple[Site, ...]:
+    """The TCN's sites ``tcn.i``: each block's outputs, residual and skip concatenated (also the separator's)."""
+    return tuple(
         Site(
             name=f"tcn.{i}",
             index=i,
@@ -74,11 +75,14 @@ def capabilities(config: SpeakerBeamConfig) -> BackboneCaps:
         )
         for i in range(config.n_blocks * config.n_repeats)
     )
+
+
+def capabilities(config: SpeakerBeamConfig) -> BackboneCaps:
     return BackboneCaps(
         domain="time",
         sample_rate=config.sample_rate,
         causal=config.causal,
-        sites=sites,
+        sites=tcn_sites(config),
         default_sites=(f"tcn.{config.adapt_layer}",),
         default_fusion="multiply",
         paper="Delcroix et al., ICASSP 2020, arXiv 2001.08378",
