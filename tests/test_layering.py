@@ -126,3 +126,19 @@ def test_experiments_import_only_the_public_surface() -> None:
            for path in sorted((ROOT / "experiments").rglob("*.py"))
            for name in _imports(path) if name.split(".")[0] == "tsekit" and name not in public}
     assert not bad, sorted(bad)
+
+
+def test_old_names_of_the_trainer_still_work_with_a_warning() -> None:
+    import torch
+
+    from tsekit.engine import checkpoint, trainer
+    from tsekit.io import stable_hash
+
+    with pytest.warns(DeprecationWarning, match="moved to tsekit.engine.checkpoint"):
+        assert trainer.latest_checkpoint is checkpoint.latest_checkpoint
+    with pytest.warns(DeprecationWarning, match="stable_hash"):
+        assert trainer.config_hash is stable_hash
+    target = torch.randn(2, 800)
+    with pytest.warns(DeprecationWarning, match="si-sdr"):
+        scores = trainer.si_sdr(target + 0.1 * torch.randn(2, 800), target)
+    assert scores.shape == (2,) and bool((scores > 10).all() and (scores < 30).all())

@@ -28,6 +28,7 @@ MOVED = {
     "tsekit.ablation": "tsekit.engine.ablation",
     "tsekit.report": "tsekit.engine.report",
     "tsekit.evaluate": "tsekit.engine.evaluate",
+    "tsekit.cli.inspect": "tsekit.model",  # held only inspect_model
     "tsekit.pretrain": "tsekit.engine.pretrain",
 }
 """Old module path → new one (the old paths go no earlier than the release after 0.2)."""

@@ -441,3 +441,36 @@ def _fit(
         "world_size": dist.world,
         "embedding_cache": {"hits": cache.hits, "misses": cache.misses} if cache else None,
     }
+
+
+_MOVED_NAMES = {"load_checkpoint", "latest_checkpoint", "CHECKPOINTS", "LATEST"}
+"""Names that lived here before the checkpoint functions moved to :mod:`tsekit.engine.checkpoint`."""
+
+
+def __getattr__(name: str) -> Any:
+    """Old names of this module (before 0.2), each with a DeprecationWarning: the checkpoint helpers,
+    ``config_hash`` (now :func:`tsekit.io.stable_hash`) and ``si_sdr`` (now the registered ``si-sdr`` loss)."""
+    import warnings
+
+    if name in _MOVED_NAMES:
+        from tsekit.engine import checkpoint
+
+        warnings.warn(f"tsekit.engine.trainer.{name} moved to tsekit.engine.checkpoint", DeprecationWarning, stacklevel=2)
+        return getattr(checkpoint, name)
+    if name == "config_hash":
+        from tsekit.io import stable_hash
+
+        warnings.warn("config_hash is now tsekit.io.stable_hash", DeprecationWarning, stacklevel=2)
+        return stable_hash
+    if name == "si_sdr":
+        warnings.warn("si_sdr: score with the registered 'si-sdr' metric or loss", DeprecationWarning, stacklevel=2)
+        return _si_sdr_by_loss
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _si_sdr_by_loss(estimate: Any, target: Any) -> Any:
+    """Per-row SI-SDR in dB of ``[B, T]`` tensors (zero-mean), by the registered ``si-sdr`` loss (eps 1e-8)."""
+    from tsekit.losses import parse_loss
+
+    loss: Any = parse_loss("si-sdr")
+    return loss.ratio_db(estimate - estimate.mean(-1, keepdim=True), target - target.mean(-1, keepdim=True))
