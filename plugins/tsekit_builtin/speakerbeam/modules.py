@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tsekit.contracts import BackboneCaps
 from tsekit.nn import Adapter, Backbone, make_norm
 from tsekit_builtin.speakerbeam import capabilities
 
@@ -33,9 +34,12 @@ class TCNBlock(nn.Module):
 
 
 class SpeakerBeam(Backbone):
-    def __init__(self, config: Any) -> None:
-        super().__init__(capabilities(config))
+    """TD-SpeakerBeam; with ``sources`` > 1 the same Conv-TasNet masks several sources (``separate``)."""
+
+    def __init__(self, config: Any, caps: BackboneCaps | None = None, sources: int = 1) -> None:
+        super().__init__(caps or capabilities(config))
         c = config
+        self.sources = sources
         self.kernel, self.stride = c.kernel_size, c.stride
         self.encoder = nn.Conv1d(1, c.n_filters, c.kernel_size, stride=c.stride, bias=False)
         self.decoder = nn.ConvTranspose1d(c.n_filters, 1, c.kernel_size, stride=c.stride, bias=False)
@@ -47,10 +51,14 @@ class SpeakerBeam(Backbone):
             for b in range(c.n_blocks)
         )
         self.site_names = [s.name for s in self.caps.sites]
-        self.mask = nn.Sequential(nn.PReLU(), nn.Conv1d(c.skip_chan, c.n_filters, 1))
+        self.mask = nn.Sequential(nn.PReLU(), nn.Conv1d(c.skip_chan, sources * c.n_filters, 1))
         self.mask_act: nn.Module = {"relu": nn.ReLU(), "sigmoid": nn.Sigmoid(), "linear": nn.Identity()}[c.mask_act]
 
     def forward(self, mixture: Tensor, adapt: Adapter) -> Tensor:
+        return self.separate(mixture, adapt)[:, 0]
+
+    def separate(self, mixture: Tensor, adapt: Adapter) -> Tensor:
+        """Mixture ``[B, T]`` → masked sources ``[B, sources, T]``, calling ``adapt`` at the wanted sites."""
         length = mixture.shape[-1]
         rest = max(length - self.kernel, 0) % self.stride
         pad = max(self.kernel - length, 0) + ((self.stride - rest) % self.stride if length >= self.kernel else 0)
@@ -64,5 +72,6 @@ class SpeakerBeam(Backbone):
                 res, skip = adapt(name, torch.cat([res, skip], dim=1)).split([res.shape[1], skip.shape[1]], dim=1)
             h = h + res
             skips = skips + skip
-        mask = self.mask_act(self.mask(skips))
-        return self.decoder(feats * mask).squeeze(1)[..., :length]
+        masks = self.mask_act(self.mask(skips)).unflatten(1, (self.sources, -1))  # [B, S, N, frames]
+        decoded = self.decoder((feats.unsqueeze(1) * masks).flatten(0, 1))  # [B·S, 1, samples]
+        return decoded.reshape(mixture.shape[0], self.sources, -1)[..., :length]
