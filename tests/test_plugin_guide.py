@@ -18,10 +18,10 @@ from tsekit.plugins import load_plugins, reset_plugins
 
 GUIDE = Path(__file__).parents[1] / "docs" / "plugins.md"
 PUBLIC = {"tsekit", "tsekit.contracts", "tsekit.nn", "tsekit.errors", "tsekit.losses", "tsekit.metrics",
-          "tsekit.testing"}
+          "tsekit.importing", "tsekit.testing"}
 BLOCK = re.compile(r"^```(\w+)(?: file=(\S+))?\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 KINDS = {"encoder": ["spectral-mean"], "fusion": ["bias"], "backbone": ["masknet"], "selector": ["consensus"],
-         "loss": ["relative-l1"], "metric": ["level-error"]}
+         "loss": ["relative-l1"], "metric": ["level-error"], "importer": ["my-toolkit"]}
 
 
 def blocks() -> list[tuple[str, str | None, str]]:
@@ -64,11 +64,11 @@ def test_every_kind_has_a_worked_example() -> None:
     names = {name for _, name, _ in blocks() if name}
     assert {name for name in names if name.startswith("my_plugin/")} == {"my_plugin/__init__.py", "my_plugin/modules.py"}
     hooks = "".join(code for _, name, code in blocks() if name == "my_plugin/__init__.py")
-    for hook in ("encoders", "fusions", "backbones", "selectors", "losses", "metrics", "commands"):
+    for hook in ("encoders", "fusions", "backbones", "selectors", "losses", "metrics", "importers", "commands"):
         assert f"def tsekit_register_{hook}(" in hooks
     modules = "".join(code for _, name, code in blocks() if name == "my_plugin/modules.py")
     factories = re.findall(r'"my_plugin\.modules:(\w+)"', hooks)
-    assert len(factories) == 6 and all(f"class {cls}(" in modules for cls in factories)
+    assert len(factories) == 7 and all(f"class {cls}(" in modules for cls in factories)
 
 
 def test_the_guide_teaches_the_layout_of_the_example_and_the_builtins() -> None:
@@ -144,3 +144,24 @@ def test_the_guide_conformance_tests_pass(package: Path) -> None:
                           capture_output=True, text=True, env=env, check=False)
     assert done.returncode == 0, done.stdout[-3000:]
     assert re.search(r"\d+ passed", done.stdout) and "failed" not in done.stdout
+
+
+def test_the_guide_importer_turns_a_checkpoint_into_the_same_model(plugins, tsekit_cli, tmp_path: Path) -> None:
+    import torch
+
+    import tsekit
+    from tsekit.engine.checkpoint import load_model
+
+    torch.manual_seed(0)
+    original = tsekit.build("spectral-mean", "bias", "masknet", "block.0", backbone_options={"channels": 16, "n_blocks": 2},
+                            registry=plugins.registry).eval()
+    (tmp_path / "conf.yaml").write_text("net: {type: masknet, channels: 16, blocks: 2}\n")
+    torch.save({"state_dict": {f"model.{k}": v for k, v in original.state_dict().items()}}, tmp_path / "best.pth")
+    args = ["import-checkpoint", "--from", "my-toolkit", "--config", str(tmp_path / "conf.yaml"), "--weights",
+            str(tmp_path / "best.pth"), "--out", str(tmp_path / "model")]
+    result = tsekit_cli(args, plugins)
+    assert result.exit_code == 0, result.output
+    imported = load_model(tmp_path / "model", registry=plugins.registry)
+    mixture, enrollment = torch.randn(1, 8000), torch.randn(1, 16000)
+    with torch.inference_mode():
+        assert torch.equal(imported(mixture, enrollment), original(mixture, enrollment))

@@ -189,3 +189,11 @@ def test_validation_scores_with_the_registered_metrics() -> None:
     assert scores["si_sdr"] == pytest.approx(sum(r["si-sdr"] for r in rows) / 5, abs=1e-9)
     assert scores["si_sdri"] == pytest.approx(sum(r["si-sdri"] for r in rows) / 5, abs=1e-9)
     assert loss_db == pytest.approx([r["si-sdr"] for r in rows], abs=1e-3)  # one formula: float32 torch vs float64
+
+
+def test_ddp_backend_is_nccl_only_when_every_rank_has_its_own_gpu() -> None:
+    from tsekit.engine.trainer import dist_backend
+
+    assert dist_backend(2, 0) == "gloo"  # CPU
+    assert dist_backend(2, 1) == "gloo"  # two ranks share one GPU: NCCL refuses duplicate GPUs
+    assert dist_backend(2, 2) == "nccl" and dist_backend(4, 8) == "nccl"

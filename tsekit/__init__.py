@@ -49,6 +49,7 @@ PUBLIC_MODULES = (
     "tsekit.io",         # atomic files, JSON
     "tsekit.swap",       # embedding swaps
     "tsekit.plan",       # the model planner: components, configs, sites and every placement check
+    "tsekit.importing",  # checkpoints of other toolkits: CheckpointImporter, import_checkpoint
     "tsekit.testing",    # the conformance suite
 )
 
@@ -69,6 +70,7 @@ __all__ = [
     "build",
     "get_registry",
     "hookimpl",
+    "import_checkpoint",
     "load_model",
     "load_plugins",
     "plan_model",
@@ -86,6 +88,7 @@ _LAZY = {
     "plan_model": "tsekit.plan:plan",
     "pretrain_encoder": "tsekit.engine.pretrain",
     "load_model": "tsekit.inference",
+    "import_checkpoint": "tsekit.importing",
     "DEFAULT_MODEL": "tsekit.inference",
     "train": "tsekit.engine.experiment",
 }
@@ -94,6 +97,7 @@ if TYPE_CHECKING:
     from tsekit.engine.ablation import ablate
     from tsekit.engine.experiment import train
     from tsekit.engine.pretrain import pretrain_encoder
+    from tsekit.importing import import_checkpoint
     from tsekit.inference import DEFAULT_MODEL, load_model
     from tsekit.model import TSEModel, build
     from tsekit.plan import plan as plan_model

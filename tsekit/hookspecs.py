@@ -86,6 +86,15 @@ def tsekit_register_metrics(register: Any) -> None:
 
 
 @hookspec
+def tsekit_register_importers(register: Any) -> None:
+    """Register checkpoint importers: another toolkit's config file and state dict → a tsekit model.
+
+    The factory is called without arguments and returns a :class:`tsekit.importing.CheckpointImporter`
+    (``tsekit import-checkpoint --from NAME``).
+    """
+
+
+@hookspec
 def tsekit_register_commands(app: Any) -> None:
     """Add Typer commands or sub-apps to the ``tsekit`` CLI.
 
@@ -100,5 +109,6 @@ COMPONENT_HOOKS: dict[str, str] = {
     "selector": "tsekit_register_selectors",
     "loss": "tsekit_register_losses",
     "metric": "tsekit_register_metrics",
+    "importer": "tsekit_register_importers",
 }
 KINDS: tuple[str, ...] = tuple(COMPONENT_HOOKS)

@@ -51,6 +51,9 @@ def ablate_cmd(
     per_gpu: Annotated[int, typer.Option(help="Cells per GPU at once.")] = 1,
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (default: start a local Ray).")] = None,
     cpus_per_cell: Annotated[float, typer.Option(help="CPUs a Ray task asks for.")] = 1.0,
+    ship_files: Annotated[bool, typer.Option(
+        "--ship-files", help="Ray: run every cell in a node-local folder and send its files back (nodes that do "
+        "not see --out always do).")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda (local executor).")] = "auto",
     baseline: Annotated[str | None, typer.Option(help="Cell (label, hash or index) for paired differences; default the first.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the cells or results as JSON.")] = False,
@@ -61,7 +64,7 @@ def ablate_cmd(
     reg = state_of(ctx).registry()
     kind = None if executor == "local" else executor  # as before: --workers N or --gpus alone mean processes
     runner = make_executor(kind, workers=workers, gpus=gpus, per_gpu=per_gpu, ray_address=ray_address,
-                           cpus_per_cell=cpus_per_cell, device=device)
+                           cpus_per_cell=cpus_per_cell, device=device, ship_files=True if ship_files else None)
     result = ablate(
         encoders=encoder or (), fusions=fusion or (), backbones=backbone or (), adapt_layers=adapt_layer or (),
         selectors=selector or (), seeds=seed or ("0",), sets=list(set_ or []), budget=budget, out=out,

@@ -498,22 +498,70 @@ def _last_error(log: Path, code: int) -> str:
     return f"worker exited with {code}"
 
 
-def _ray_task(out: str, cell_hash: str, seed: int, device: str, threads: int) -> dict[str, Any]:
+SHIP_SKIP = ("checkpoints", ".lock")
+"""Left on the node when a cell's files are shipped back: resumable training state and locks."""
+
+
+def _ray_task(out: str, cell_hash: str, seed: int, device: str, threads: int, bundle: dict[str, bytes],
+              ship: bool | None) -> dict[str, Any]:
+    """Run one cell × seed on a Ray node: in the driver's folder when this node sees it (and ``ship`` is not
+    True), else in a node-local folder made from ``bundle``, whose result files go back with the row."""
+    import socket
+    import tempfile
+
+    import ray
+
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-    return run_cell(out, cell_hash, seed, device=device)
+    node = {"node_id": ray.get_runtime_context().get_node_id(), "host": socket.gethostname()}
+    shared = Path(out) / "ablation.json"
+    if not ship and shared.is_file() and shared.read_bytes() == bundle["ablation.json"]:
+        return {"row": run_cell(out, cell_hash, seed, device=device), "files": {}, "node": {**node, "workdir": out}}
+    with tempfile.TemporaryDirectory(prefix="tsekit-cell-") as tmp:
+        local = Path(tmp)
+        for name, data in bundle.items():
+            (local / name).parent.mkdir(parents=True, exist_ok=True)
+            (local / name).write_bytes(data)
+        row = run_cell(local, cell_hash, seed, device=device)
+        train_hash = _read_json(local / "cells" / cell_hash / "cell.json")["train_hash"]
+        files: dict[str, bytes] = {}
+        for folder in (local / "cells" / cell_hash / f"seed-{seed}", local / "train" / train_hash / f"seed-{seed}"):
+            for path in folder.rglob("*"):
+                rel = path.relative_to(local)
+                if path.is_file() and not any(part in SHIP_SKIP for part in rel.parts):
+                    files[rel.as_posix()] = path.read_bytes()
+    return {"row": row, "files": files, "node": {**node, "workdir": tmp}}
+
+
+def _ray_bundle(out: Path, jobs: Sequence[Job]) -> dict[str, bytes]:
+    """What a node without the driver's folder needs: the ablation and cell specs and the ablation's own
+    evaluation set (a corpus or ``--eval-list`` must be at the same path on every node)."""
+    files = {"ablation.json": (out / "ablation.json").read_bytes()}
+    for cell_hash in {h for h, _ in jobs}:
+        files[f"cells/{cell_hash}/cell.json"] = (out / "cells" / cell_hash / "cell.json").read_bytes()
+    eval_list = Path(_read_json(out / "ablation.json")["eval_list"])
+    if not eval_list.is_absolute():
+        for path in (out / eval_list.parent).rglob("*"):
+            if path.is_file():
+                files[path.relative_to(out).as_posix()] = path.read_bytes()
+    return files
 
 
 class RayExecutor:
-    """Each cell a Ray task with its CPU/GPU needs; a local Ray is started when no address is given."""
+    """Each cell a Ray task with its CPU/GPU needs, on the cluster at ``address`` or a local Ray.
+
+    A node that sees the driver's folder works in it (resumable); one that does not (``ship_files``: None =
+    decide per node, True = always) runs the cell in a node-local folder and sends its result files back
+    with the row, so the driver gathers everything without a shared folder."""
 
     name = "ray"
 
     def __init__(self, address: str | None = None, *, cpus_per_cell: float = 1.0, gpus_per_cell: float = 0.0,
-                 num_cpus: int | None = None) -> None:
+                 num_cpus: int | None = None, ship_files: bool | None = None) -> None:
         self.address, self.cpus, self.gpus, self.num_cpus = address, cpus_per_cell, gpus_per_cell, num_cpus
+        self.ship_files = ship_files
 
     def run(self, out: Path, jobs: Sequence[Job], done: Done) -> None:
         try:
@@ -530,21 +578,27 @@ class RayExecutor:
             ray.init(**kwargs)
         try:
             device = "cuda:0" if self.gpus > 0 else "cpu"
+            bundle = ray.put(_ray_bundle(out, jobs))
             task = ray.remote(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=0)(_ray_task)
-            futures = {task.remote(str(out.resolve()), h, s, device, max(1, int(self.cpus))): (h, s) for h, s in jobs}
+            futures = {task.remote(str(out.resolve()), h, s, device, max(1, int(self.cpus)), bundle,
+                                   self.ship_files): (h, s) for h, s in jobs}
             while futures:
                 ready, _ = ray.wait(list(futures), num_returns=1)
                 job = futures.pop(ready[0])
                 try:
-                    row = ray.get(ready[0])
+                    result = ray.get(ready[0])
                 except Exception as exc:  # a task's error arrives wrapped
                     cause = getattr(exc, "cause", None) or exc
                     done(job, None, _one_line(cause) or type(cause).__name__)
-                else:
-                    row_path = out / "cells" / job[0] / f"seed-{job[1]}" / "row.json"
-                    if not row_path.is_file():  # a remote node without our filesystem
-                        _write_json(row_path, row)
-                    done(job, row, None)
+                    continue
+                for rel, data in result["files"].items():
+                    with atomic_open(out / rel, "wb") as fh:
+                        fh.write(data)
+                cell_dir = out / "cells" / job[0] / f"seed-{job[1]}"
+                _write_json(cell_dir / "node.json", result["node"])
+                if not (cell_dir / "row.json").is_file():
+                    _write_json(cell_dir / "row.json", result["row"])
+                done(job, result["row"], None)
         finally:
             if started_here:
                 ray.shutdown()
@@ -553,7 +607,7 @@ class RayExecutor:
 EXECUTOR_SETTINGS = {
     "local": ("device",),
     "processes": ("workers", "gpus", "per_gpu"),
-    "ray": ("gpus", "per_gpu", "ray_address", "cpus_per_cell"),
+    "ray": ("gpus", "per_gpu", "ray_address", "cpus_per_cell", "ship_files"),
 }
 """The :func:`make_executor` settings each kind uses (the others must keep their defaults)."""
 _OLD_EXECUTOR_ARGS = ("workers", "gpus", "per_gpu", "ray_address", "cpus_per_cell", "device")
@@ -568,12 +622,15 @@ def make_executor(
     ray_address: str | None = None,
     cpus_per_cell: float = 1.0,
     device: str = "auto",
+    ship_files: bool | None = None,
 ) -> Executor:
     """The executor that :func:`ablate` runs its cells on.
 
     ``kind``: ``local`` (in this process, one cell after another, on ``device``), ``processes`` (``workers``
     CPU processes, or ``gpus`` × ``per_gpu`` GPU slots) or ``ray`` (tasks of ``cpus_per_cell`` CPUs, one GPU
-    per cell shared by ``per_gpu`` when ``gpus`` is given, on the cluster at ``ray_address`` or a local Ray);
+    per cell shared by ``per_gpu`` when ``gpus`` is given, on the cluster at ``ray_address`` or a local Ray;
+    ``ship_files=True`` runs every cell in a node-local folder and gathers its files, as a node that does not
+    see ``out`` does anyway);
     ``None`` picks ``processes`` when ``workers`` > 1 or ``gpus`` are given, else ``local`` (as ``tsekit
     ablate`` does without ``--executor``). A setting the kind does not use, or an impossible value, is a
     one-line :class:`~tsekit.errors.TsekitError`.
@@ -590,7 +647,8 @@ def make_executor(
     if not cpus_per_cell > 0:
         raise TsekitError(f"--cpus-per-cell must be positive, got {cpus_per_cell:g}")
     given = {"workers": workers != 1, "gpus": bool(gpu_list), "per_gpu": per_gpu != 1,
-             "ray_address": ray_address is not None, "cpus_per_cell": cpus_per_cell != 1.0, "device": device != "auto"}
+             "ray_address": ray_address is not None, "cpus_per_cell": cpus_per_cell != 1.0, "device": device != "auto",
+             "ship_files": ship_files is not None}
     for name in (n for n, is_given in given.items() if is_given and n not in EXECUTOR_SETTINGS[kind]):
         takers = " or ".join(k for k, names in EXECUTOR_SETTINGS.items() if name in names)
         raise TsekitError(f"--{name.replace('_', '-')} is a setting of the {takers} executor, not of the {kind} one")
@@ -602,7 +660,8 @@ def make_executor(
         return LocalExecutor(device)
     if kind == "processes":
         return ProcessExecutor(gpu_slots(gpu_list, per_gpu) if gpu_list else cpu_slots(workers))
-    return RayExecutor(ray_address, cpus_per_cell=cpus_per_cell, gpus_per_cell=1.0 / per_gpu if gpu_list else 0.0)
+    return RayExecutor(ray_address, cpus_per_cell=cpus_per_cell, gpus_per_cell=1.0 / per_gpu if gpu_list else 0.0,
+                       ship_files=ship_files)
 
 
 def _executor_of(executor: Executor | str | None, old: Mapping[str, Any]) -> Executor:

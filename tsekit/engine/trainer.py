@@ -177,6 +177,11 @@ def validate(model: Any, batches: list[dict[str, Any]], device: Any, *, registry
     return {"si_sdr": sum(sdr) / n, "si_sdri": sum(sdri) / n, "n": len(sdr)}
 
 
+def dist_backend(local_world: int, gpus: int) -> str:
+    """NCCL when every rank on a machine has a GPU of its own; gloo otherwise (CPU, or ranks sharing a GPU)."""
+    return "nccl" if gpus and local_world <= gpus else "gloo"
+
+
 class _Dist:
     """torchrun / DDP state: rank 0 logs, validates and checkpoints; ranks share each step's batch."""
 
@@ -190,11 +195,16 @@ class _Dist:
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         self.enabled = self.world > 1 and dist.is_available()
         self.owns_group = False
-        if self.enabled and not dist.is_initialized():
-            import torch
+        import torch
 
-            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        self.backend = dist_backend(int(os.environ.get("LOCAL_WORLD_SIZE", self.world)), gpus)
+        self.device = torch.device(f"cuda:{self.local_rank % gpus}" if gpus else "cpu")  # ranks may share a GPU
+        if self.enabled and not dist.is_initialized():
+            dist.init_process_group(self.backend)
             self.owns_group = True
+        elif self.enabled:
+            self.backend = str(dist.get_backend())
 
     @property
     def main(self) -> bool:
@@ -207,8 +217,8 @@ class _Dist:
         import torch
         import torch.distributed as dist
 
-        t = torch.tensor([1.0 if flag else 0.0])
-        dist.broadcast(t, 0)
+        t = torch.tensor([1.0 if flag else 0.0], device=self.device if self.backend == "nccl" else "cpu")
+        dist.broadcast(t, 0)  # NCCL moves CUDA tensors only
         return bool(t.item())
 
     def close(self) -> None:
@@ -304,7 +314,7 @@ def _fit(
     if dist.main:
         run_dir.mkdir(parents=True, exist_ok=True)
     if device == "auto":
-        dev = torch.device(f"cuda:{dist.local_rank}" if torch.cuda.is_available() else "cpu")
+        dev = dist.device
     else:
         dev = torch.device(device)
     model.to(dev).train()

@@ -1,0 +1,147 @@
+"""``tsekit import-checkpoint``: another toolkit's files become a model folder that extract and load_model use;
+weights are never unpickled beyond tensors, and every problem is one line."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import tsekit
+from tsekit.engine.checkpoint import load_model, read_spec
+from tsekit.errors import ConfigError
+from tsekit.importing import CheckpointImporter
+
+PREFIX = "toy_net."
+
+
+def toy_spec() -> dict[str, Any]:
+    torch.manual_seed(3)
+    model = tsekit.build("precomputed", "film", "speakerbeam", preset="tiny", encoder_options={"embedding_dim": 8})
+    assert model.spec is not None
+    spec = {k: v for k, v in vars(model.spec).items() if k not in ("providers", "encoder_projection_dim")}
+    return {"spec": spec, "state": model.state_dict(), "model": model.eval()}
+
+
+class ToyImporter(CheckpointImporter):
+    """A third party's importer: 'toy' checkpoints are tsekit state dicts under another prefix."""
+
+    toolkit = "toy"
+
+    def convert(self, config: Any, state: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        if config.get("net") != "tiny-speakerbeam":
+            raise ConfigError("net", f"{config.get('net')!r} is not convertible (toy knows tiny-speakerbeam)")
+        return TOY["spec"], {k.removeprefix(PREFIX): v for k, v in state.items()}
+
+
+TOY = toy_spec()
+
+
+class ToyPlugin:
+    @staticmethod
+    @tsekit.hookimpl
+    def tsekit_register_importers(register: Any) -> None:
+        register("toy", ToyImporter, summary="toy checkpoints")
+
+
+@pytest.fixture
+def plugins(make_plugin_set: Any) -> Any:
+    return make_plugin_set(("toy", ToyPlugin), autoload=True)
+
+
+@pytest.fixture
+def toy_files(tmp_path: Path) -> tuple[Path, Path]:
+    config = tmp_path / "conf.yml"
+    config.write_text("net: tiny-speakerbeam\noptim: {lr: 0.001}\n")
+    weights = tmp_path / "model.pth"
+    state = {f"module.{PREFIX}{k}": v for k, v in TOY["state"].items()}  # DataParallel names, wrapped
+    torch.save({"state_dict": state, "infos": {"epoch": 12, "loss": -3.5}}, weights)
+    return config, weights
+
+
+def one_error_line(result: Any) -> str:
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tsekit: error: "), result.stderr
+    return lines[0]
+
+
+def test_imported_model_extracts_exactly_as_the_original(tsekit_cli: Any, plugins: Any, toy_files: Any,
+                                                         tmp_path: Path) -> None:
+    config, weights = toy_files
+    out = tmp_path / "imported"
+    result = tsekit_cli(["import-checkpoint", "--from", "toy", "--config", str(config), "--weights", str(weights),
+                         "--out", str(out)], plugins)
+    assert result.exit_code == 0, result.output
+    assert "precomputed × film × speakerbeam" in result.stdout
+    model = load_model(out, registry=plugins.registry)
+    meta = read_spec(out)
+    assert meta["imported_from"]["toolkit"] == "toy" and len(meta["imported_from"]["weights_sha256"]) == 64
+    torch.manual_seed(0)
+    mixture, embedding = torch.randn(2, 4000), torch.randn(2, 8)
+    with torch.inference_mode():
+        assert torch.equal(model.extract(mixture, embedding), TOY["model"].extract(mixture, embedding))
+    for name, tensor in TOY["state"].items():
+        assert torch.equal(model.state_dict()[name], tensor)
+
+
+def test_python_objects_in_weights_are_refused_not_run(tsekit_cli: Any, plugins: Any, toy_files: Any,
+                                                      tmp_path: Path) -> None:
+    config, _ = toy_files
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self) -> Any:
+            return (Path.touch, (marker,))
+
+    evil = tmp_path / "evil.pth"
+    evil.write_bytes(pickle.dumps({"state_dict": Exploit()}))
+    out = tmp_path / "never"
+    line = one_error_line(tsekit_cli(["import-checkpoint", "--from", "toy", "--config", str(config), "--weights",
+                                      str(evil), "--out", str(out)], plugins))
+    assert f"{evil}: not loadable with torch.load(weights_only=True)" in line
+    assert not marker.exists() and not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("unconvertible", "net: 'conformer' is not convertible"),
+        ("no-tensors", "no state dict of tensors found"),
+        ("missing-config", "--config"),
+        ("bad-yaml", "not a readable toy config"),
+        ("unknown-toolkit", "importer 'kaldi'"),
+        ("out-not-empty", "folder is not empty"),
+        ("foreign-weights", "do not fit the toy model"),
+    ],
+)
+def test_problems_are_one_line(tsekit_cli: Any, plugins: Any, toy_files: Any, tmp_path: Path, case: str,
+                               expected: str) -> None:
+    config, weights = toy_files
+    source, out = "toy", tmp_path / "out"
+    if case == "unconvertible":
+        config.write_text("net: conformer\n")
+    elif case == "no-tensors":
+        torch.save({"infos": {"epoch": 1}}, weights)
+    elif case == "missing-config":
+        config = tmp_path / "nope.yml"
+    elif case == "bad-yaml":
+        config.write_text("net: [unclosed\n")
+    elif case == "unknown-toolkit":
+        source = "kaldi"
+    elif case == "out-not-empty":
+        out.mkdir()
+        (out / "keep.txt").write_text("mine")
+    elif case == "foreign-weights":
+        torch.save({"state_dict": {"toy_net.other.weight": torch.zeros(3)}}, weights)
+    line = one_error_line(tsekit_cli(["import-checkpoint", "--from", source, "--config", str(config), "--weights",
+                                      str(weights), "--out", str(out)], plugins))
+    assert expected in line, line
+    if case == "out-not-empty":
+        assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    else:
+        assert not out.exists()
