@@ -197,3 +197,69 @@ def test_ddp_backend_is_nccl_only_when_every_rank_has_its_own_gpu() -> None:
     assert dist_backend(2, 0) == "gloo"  # CPU
     assert dist_backend(2, 1) == "gloo"  # two ranks share one GPU: NCCL refuses duplicate GPUs
     assert dist_backend(2, 2) == "nccl" and dist_backend(4, 8) == "nccl"
+
+
+def test_exponential_and_constant_schedules_and_the_optimizers() -> None:
+    from tsekit.engine.trainer import make_optimizer
+
+    expo = OptimConfig(lr=1e-3, warmup_steps=0, schedule="exponential", final_lr=2.5e-5)  # WeSep's decay
+    assert lr_factor(0, 100, expo) == pytest.approx(1.0)
+    assert lr_factor(50, 100, expo) == pytest.approx((2.5e-5 / 1e-3) ** 0.5)
+    assert lr_factor(100, 100, expo) == pytest.approx(0.025)
+    assert lr_factor(70, 100, OptimConfig(warmup_steps=0, schedule="constant")) == 1.0
+    param = [torch.nn.Parameter(torch.ones(2))]
+    adam = make_optimizer(param, OptimConfig(name="adam", weight_decay=1e-4, eps=1e-7))
+    assert type(adam) is torch.optim.Adam and adam.defaults["eps"] == 1e-7 and adam.defaults["weight_decay"] == 1e-4
+    assert type(make_optimizer(param, OptimConfig())) is torch.optim.AdamW
+    for bad in ({"name": "sgd"}, {"schedule": "exponential"}, {"schedule": "step"}, {"plateau_factor": 0.0}):
+        with pytest.raises(ValueError):
+            OptimConfig(**bad)
+
+
+def _tone_items(n: int, offset: int = 0) -> list[dict[str, torch.Tensor]]:
+    items = []
+    for i in range(offset, offset + n):
+        g = torch.Generator().manual_seed(i)
+        t = torch.arange(1600) / 8000
+        f1, f2 = 200 + 300 * torch.rand(1, generator=g), 1500 + 500 * torch.rand(1, generator=g)
+        target = 0.5 * torch.sin(2 * torch.pi * f1 * t)
+        enrollment = 0.5 * torch.sin(2 * torch.pi * f1 * torch.arange(3200) / 8000 + 2.0)
+        items.append({"mixture": target + 0.5 * torch.sin(2 * torch.pi * f2 * t + 1.0), "target": target,
+                      "enrollment": enrollment})
+    return items
+
+
+def _plateau_run(out: Path, steps: int) -> dict[str, torch.Tensor]:
+    import tsekit
+    from tsekit.engine.trainer import LoopConfig, fit
+    from tsekit.losses import parse_loss
+
+    torch.manual_seed(0)
+    model = tsekit.build("dvector", "film", "speakerbeam", preset="tiny")
+    val = [{k: torch.stack([it[k] for it in _tone_items(2, 10_000)]) for k in ("mixture", "target", "enrollment")}]
+    cfg = LoopConfig(batch_size=2, max_steps=steps, checkpoint_every=1, log_every=1, val_every=1,
+                     optim=OptimConfig(lr=0.05, warmup_steps=0, schedule="plateau", plateau_patience=1,
+                                       plateau_factor=0.5, name="adam", weight_decay=0.0))
+    fit(model, parse_loss("si-sdr"), _tone_items(2 * steps), out, cfg, val_batches=val)
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_plateau_halves_the_rate_after_a_validation_without_progress_and_resumes_exactly(tmp_path: Path) -> None:
+    straight = _plateau_run(tmp_path / "straight", 8)
+    rows = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+    lrs = [r["lr"] for r in rows if r["split"] == "train"]
+    vals = [r["si_sdri"] for r in rows if r["split"] == "val"]
+    expected, scale, best = [], 1.0, -float("inf")
+    for score in vals:  # the rate of step k+1 follows the validations up to step k
+        expected.append(0.05 * scale)
+        if score > best:
+            best = score
+        else:
+            scale *= 0.5
+    assert lrs == pytest.approx(expected)
+    assert min(lrs) < 0.05, f"no validation without progress in {vals}: the test proves nothing"
+    _plateau_run(tmp_path / "resumed", 4)
+    resumed = _plateau_run(tmp_path / "resumed", 8)  # continues from step 4 with the plateau's state
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    resumed_rows = [json.loads(line) for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in resumed_rows if r["split"] == "train"] == pytest.approx(lrs)

@@ -58,7 +58,7 @@ DEFAULTS: dict[str, Any] = {
 def _merge(base: dict[str, Any], extra: Mapping[str, Any], where: str) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for key, value in extra.items():
-        if key not in out and not where.endswith(("_options", "simulation")):
+        if key not in out and not where.endswith(("_options", "simulation", "optim")):  # checked by their configs
             raise ConfigError(f"{where}.{key}".lstrip("."), f"unknown key (known: {', '.join(out)})")
         if isinstance(out.get(key), dict) and isinstance(value, Mapping):
             out[key] = _merge(out[key], value, f"{where}.{key}")

@@ -29,14 +29,30 @@ VAL_METRICS = ("si-sdr", "si-sdri")
 """The registered metrics validation reports (as ``si_sdr``/``si_sdri``), computed as ``tsekit eval`` does."""
 
 
+OPTIMIZERS = ("adamw", "adam")
+SCHEDULES = ("cosine", "constant", "exponential", "plateau")
+
+
 @dataclass(frozen=True)
 class OptimConfig:
+    """The optimiser and learning-rate schedule. ``adam`` (L2 weight decay, as ESPnet, WeSep and asteroid use)
+    or ``adamw`` (decoupled); after ``warmup_steps`` the rate follows ``schedule``: ``cosine`` to
+    ``min_lr_ratio`` at the last step, ``constant``, ``exponential`` to ``final_lr`` at the last step (WeSep),
+    or ``plateau``: times ``plateau_factor`` after ``plateau_patience`` validations without a better SI-SDRi
+    (ESPnet's and asteroid's ReduceLROnPlateau, counted in validations instead of epochs)."""
+
     lr: float = 1e-3
     weight_decay: float = 1e-2
     warmup_steps: int = 200
     min_lr_ratio: float = 0.05
     grad_clip: float = 5.0
     grad_accum: int = 1
+    name: str = "adamw"
+    eps: float = 1e-8
+    schedule: str = "cosine"
+    final_lr: float | None = None
+    plateau_factor: float = 0.5
+    plateau_patience: int = 2
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.lr) and self.lr > 0):
@@ -45,6 +61,14 @@ class OptimConfig:
             raise ValueError(f"grad_accum must be at least 1, got {self.grad_accum}")
         if self.warmup_steps < 0 or not 0 <= self.min_lr_ratio <= 1 or self.grad_clip <= 0:
             raise ValueError("warmup_steps ≥ 0, 0 ≤ min_lr_ratio ≤ 1 and grad_clip > 0 are required")
+        if self.name not in OPTIMIZERS:
+            raise ValueError(f"name must be one of {', '.join(OPTIMIZERS)}, got {self.name!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.schedule == "exponential" and not (self.final_lr is not None and 0 < self.final_lr <= self.lr):
+            raise ValueError("schedule exponential needs 0 < final_lr ≤ lr")
+        if not 0 < self.plateau_factor <= 1 or self.plateau_patience < 1 or not self.eps > 0:
+            raise ValueError("0 < plateau_factor ≤ 1, plateau_patience ≥ 1 and eps > 0 are required")
 
 
 @dataclass(frozen=True)
@@ -73,13 +97,24 @@ class LoopConfig:
 
 
 def lr_factor(step: int, total: int | None, cfg: OptimConfig) -> float:
-    """Linear warm-up, then cosine decay to ``min_lr_ratio`` over ``total`` steps (constant without a total)."""
+    """Linear warm-up, then the schedule over ``total`` steps (constant without a total; ``plateau``'s
+    reductions are applied on top by the training loop)."""
     if step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
-    if not total or total <= cfg.warmup_steps:
+    if not total or total <= cfg.warmup_steps or cfg.schedule in ("constant", "plateau"):
         return 1.0
     progress = min(1.0, (step - cfg.warmup_steps) / (total - cfg.warmup_steps))
+    if cfg.schedule == "exponential":
+        assert cfg.final_lr is not None
+        return float((cfg.final_lr / cfg.lr) ** progress)
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def make_optimizer(params: list[Any], cfg: OptimConfig) -> Any:
+    import torch
+
+    kind = torch.optim.Adam if cfg.name == "adam" else torch.optim.AdamW
+    return kind(params, lr=cfg.lr, weight_decay=cfg.weight_decay, eps=cfg.eps)
 
 
 _HELD_LOCKS: dict[Path, int] = {}
@@ -221,6 +256,17 @@ class _Dist:
         dist.broadcast(t, 0)  # NCCL moves CUDA tensors only
         return bool(t.item())
 
+    def share(self, value: float) -> float:
+        """Rank 0's number, on every rank."""
+        if not self.enabled:
+            return value
+        import torch
+        import torch.distributed as dist
+
+        t = torch.tensor([value], dtype=torch.float64, device=self.device if self.backend == "nccl" else "cpu")
+        dist.broadcast(t, 0)
+        return float(t.item())
+
     def close(self) -> None:
         if self.owns_group:
             import torch.distributed as dist
@@ -328,13 +374,14 @@ def _fit(
         net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None,
                                       find_unused_parameters=True)
     opt_cfg = config.optim
-    optimizer = torch.optim.AdamW(params, lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay)
+    optimizer = make_optimizer(params, opt_cfg)
     use_amp = config.amp and dev.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     log_path = run_dir / METRICS
     cache = EmbeddingCache() if model.encoder.frozen else None
 
     step, elapsed, cpu_elapsed, best, bad_vals, history = 0, 0.0, 0.0, -math.inf, 0, []
+    lr_scale, plateau_bad = 1.0, 0  # plateau: the reductions so far, validations since the last better one
     window: list[float] = []  # train losses since the last log row
     torch.manual_seed(config.seed)
     if dist.main:
@@ -345,6 +392,7 @@ def _fit(
         cpu_elapsed = float(meta.get("cpu_s", 0.0))
         history = meta.get("history", [])
         window = [float(x) for x in meta.get("log_window", [])]
+        lr_scale, plateau_bad = float(meta.get("lr_scale", 1.0)), int(meta.get("plateau_bad", 0))
     if dist.main:
         _truncate_log(log_path, step)
     per_micro = config.batch_size * dist.world
@@ -357,7 +405,8 @@ def _fit(
             save_checkpoint(
                 run_dir, step, model, optimizer,
                 {"elapsed_s": elapsed + time.monotonic() - started, "cpu_s": cpu_now(), "best": best, "bad_vals": bad_vals,
-                 "history": history, "log_window": window, **(run_meta or {})},
+                 "history": history, "log_window": window, "lr_scale": lr_scale, "plateau_bad": plateau_bad,
+                 **(run_meta or {})},
                 keep=config.keep_checkpoints,
             )
 
@@ -375,7 +424,7 @@ def _fit(
             stop_reason = "max_cpu_time"
             break
         for group in optimizer.param_groups:
-            group["lr"] = opt_cfg.lr * lr_factor(step, config.max_steps, opt_cfg)
+            group["lr"] = opt_cfg.lr * lr_factor(step, config.max_steps, opt_cfg) * lr_scale
         optimizer.zero_grad(set_to_none=True)
         total = 0.0
         for micro in range(opt_cfg.grad_accum):
@@ -425,11 +474,16 @@ def _fit(
                 if on_progress:
                     on_progress(row)
                 if scores["si_sdri"] > best:
-                    best, bad_vals = scores["si_sdri"], 0
+                    best, bad_vals, plateau_bad = scores["si_sdri"], 0, 0
                     save_model(model, run_dir / "best", {"step": step, "val": scores})
                 else:
                     bad_vals += 1
+                    plateau_bad += 1
+                if opt_cfg.schedule == "plateau" and plateau_bad >= opt_cfg.plateau_patience:
+                    lr_scale, plateau_bad = lr_scale * opt_cfg.plateau_factor, 0
                 stop = bool(config.early_stop_patience and bad_vals >= config.early_stop_patience)
+            if opt_cfg.schedule == "plateau":
+                lr_scale = dist.share(lr_scale)  # only rank 0 validates
             if dist.agree(stop):
                 stop_reason = "early_stop"
                 checkpoint()
