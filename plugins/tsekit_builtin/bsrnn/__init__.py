@@ -9,6 +9,13 @@ projection and residual; per-band MLP (N → 4N → 4N → 4·width, tanh, GLU) 
 Sites, layout BCFT ``[B, N, bands, frames]``: ``bandsplit`` (the band-split output, where WeSep's
 ``SpeakerFuseLayer`` sits, ``fuse_type: multiply``) and ``repeat.i`` (the output of repeat i).
 WeSep's ``multi_fuse=True`` fuses before every repeat: ``bandsplit`` plus ``repeat.0 … repeat.R-2``.
+
+The default (also named ``wesep``) computes exactly WeSep's BSRNN for mixtures of at least ``win`` samples
+(a shorter one is zero-padded to ``win`` here before the centred STFT; WeSep reflects the signal itself). The
+one difference in the weights is the order of a band's input channels: here each bin's real and imaginary
+parts sit side by side (re₀, im₀, re₁, …), WeSep puts all real parts first (re₀ … re_w, im₀ … im_w). Only
+the band-split norm's and linear's weights see that order, so :mod:`tsekit_builtin.importers.wesep` permutes
+them when it converts a checkpoint.
 """
 
 from __future__ import annotations
@@ -74,6 +81,7 @@ class BSRNNConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     # WeSep examples/librimix/tse/v2/confs/bsrnn.yaml: the default.
     "16k": {},
+    "wesep": {},  # the same: WeSep's BSRNN (its checkpoints convert with tsekit_builtin.importers.wesep)
     # Same 32 ms window / 8 ms hop at 8 kHz; WeSep's band plan stops at 3.5 kHz + one 0.5 kHz band.
     "8k": {"sample_rate": 8000, "win": 256, "hop": 64, "band_widths_hz": (100, 200), "band_counts": (15, 10)},
     "small": {"feature_dim": 64, "num_repeats": 3, "rnn_hidden": 128, "mask_hidden_mult": 2},

@@ -16,6 +16,11 @@ the valid frames → linear to ``embedding_dim``.
 sharing, both must agree: set the encoder option ``sample_rate`` to the backbone's rate (spexplus's
 default is 8 kHz, its ``16k``/``small`` presets 16 kHz).
 
+The ``wesep`` preset equals WeSep's SpEx+ speaker encoder (``ResNet4SpExplus`` of wenet-e2e/wesep):
+16 kHz, and ``pool_keep_partial=False``: each max-pool drops a last window of fewer than 3 frames, as
+``nn.MaxPool1d(3)`` does. WeSep's 1×1 conv to the embedding before the mean over frames is this
+encoder's linear after it (the same map). Use it with spexplus's ``wesep`` preset.
+
 With ``num_speakers > 0`` an auxiliary speaker classifier sits on the embedding: ``speaker_logits``
 gives its logits (``ce``: linear; ``aam``: scaled cosine, additive angular margin applied by
 ``speaker_loss`` in training), and the training engine weighs ``speaker_loss`` by
@@ -64,6 +69,10 @@ class JointConfig:
     )
     aam_margin: float = field(default=0.2, metadata={"help": "aam: angular margin m (radians)"})
     aam_scale: float = field(default=30.0, metadata={"help": "aam: cosine scale s"})
+    pool_keep_partial: bool = field(
+        default=True,
+        metadata={"help": "each max-pool keeps a last window of < 3 frames (False: drops it, as WeSep does)"},
+    )
     speaker_loss_weight: float = field(
         default=0.5, metadata={"help": "weight of the speaker loss in training (SpEx+: 0.5)"}
     )
@@ -97,6 +106,7 @@ class JointConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     "spexplus": {},  # the paper's speaker encoder (default)
     "16k": {"sample_rate": 16000},  # for spexplus's 16k and small presets
+    "wesep": {"sample_rate": 16000, "pool_keep_partial": False},  # WeSep's SpEx+ (with spexplus's wesep preset)
     "small": {"sample_rate": 16000, "shared_channels": 128, "shared_hidden": 256, "frontend_channels": 64},
     "tiny": {
         "embedding_dim": 16, "shared_channels": 16, "shared_hidden": 32, "frontend_channels": 16,

@@ -51,21 +51,26 @@ class ChannelLayerNorm(nn.LayerNorm):
         return super().forward(x.transpose(1, 2)).transpose(1, 2)
 
 
-def masked_max_pool(x: Tensor, frames: Tensor) -> tuple[Tensor, Tensor]:
-    """Max-pool by 3 over valid frames only (a last partial window keeps its valid frames)."""
+def masked_max_pool(x: Tensor, frames: Tensor, keep_partial: bool = True) -> tuple[Tensor, Tensor]:
+    """Max-pool by 3 over valid frames only. A last partial window keeps its valid frames, or with
+    ``keep_partial=False`` is dropped (``nn.MaxPool1d``), unless it is the only window."""
     x = x.masked_fill(~frame_mask(frames, x.shape[-1]), float("-inf"))
     x = F.pad(x, (0, -x.shape[-1] % POOL), value=float("-inf"))
     x = F.max_pool1d(x, POOL)
-    frames = torch.div(frames + POOL - 1, POOL, rounding_mode="floor")
+    if keep_partial:
+        frames = torch.div(frames + POOL - 1, POOL, rounding_mode="floor")
+    else:
+        frames = torch.div(frames, POOL, rounding_mode="floor").clamp_min(1)
     return x.masked_fill(~frame_mask(frames, x.shape[-1]), 0.0), frames
 
 
 class ResBlock(nn.Module):
     """SpEx+ ResBlock: conv → BN → PReLU → conv → BN, + (1×1-projected) input, PReLU, max-pool 3."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel: int = 1) -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel: int = 1, keep_partial: bool = True) -> None:
         super().__init__()
         pad = kernel // 2
+        self.keep_partial = keep_partial
         self.conv1 = nn.Conv1d(in_channels, out_channels, kernel, padding=pad, bias=False)
         self.bn1, self.act1 = MaskedBatchNorm1d(out_channels), nn.PReLU()
         self.conv2 = nn.Conv1d(out_channels, out_channels, kernel, padding=pad, bias=False)
@@ -79,20 +84,27 @@ class ResBlock(nn.Module):
         y = self.act1(self.bn1(self.conv1(x if zero is None else x * zero), mask))
         y = self.bn2(self.conv2(y if zero is None else y * zero), mask)
         y = self.act2(y + (x if self.shortcut is None else self.shortcut(x)))
-        return masked_max_pool(y, frames)
+        return masked_max_pool(y, frames, self.keep_partial)
 
 
 class ResNet(nn.Module):
     """(cLN →) stem conv → ResBlocks (channels, hidden, hidden, …); ``out_channels`` = last width."""
 
     def __init__(
-        self, in_channels: int, channels: int, hidden: int, n_blocks: int, kernel: int, input_norm: bool
+        self,
+        in_channels: int,
+        channels: int,
+        hidden: int,
+        n_blocks: int,
+        kernel: int,
+        input_norm: bool,
+        keep_partial: bool = True,
     ) -> None:
         super().__init__()
         self.norm = ChannelLayerNorm(in_channels) if input_norm else None
         self.stem = nn.Conv1d(in_channels, channels, kernel, padding=kernel // 2)
         widths = [channels] + [channels if i == 0 else hidden for i in range(n_blocks)]
-        self.blocks = nn.ModuleList(ResBlock(a, b, kernel) for a, b in itertools.pairwise(widths))
+        self.blocks = nn.ModuleList(ResBlock(a, b, kernel, keep_partial) for a, b in itertools.pairwise(widths))
         self.out_channels = widths[-1]
 
     def forward(self, x: Tensor, frames: Tensor) -> tuple[Tensor, Tensor]:
@@ -194,7 +206,13 @@ class JointEncoder(SpeakerEncoder):
         self.frontend: LogMelFrontEnd | None = LogMelFrontEnd(c.sample_rate, c.n_mels)
         if c.frontend == "resnet":
             self.body: nn.Module = ResNet(
-                c.n_mels, c.frontend_channels, 2 * c.frontend_channels, c.n_resblocks, 3, input_norm=False
+                c.n_mels,
+                c.frontend_channels,
+                2 * c.frontend_channels,
+                c.n_resblocks,
+                3,
+                input_norm=False,
+                keep_partial=c.pool_keep_partial,
             )
         else:
             self.body = TCN(c.n_mels, c.frontend_channels, c.tcn_blocks)
@@ -242,7 +260,15 @@ class JointEncoder(SpeakerEncoder):
                 f"encoder 'joint': init={c.init} holds weights of the own front end, but {type(backbone).__name__} "
                 "shares its speech encoder; set the encoder option share_encoder=False to use them"
             )
-        body = ResNet(feats.shape[1], c.shared_channels, c.shared_hidden, c.n_resblocks, 1, input_norm=True)
+        body = ResNet(
+            feats.shape[1],
+            c.shared_channels,
+            c.shared_hidden,
+            c.n_resblocks,
+            1,
+            input_norm=True,
+            keep_partial=c.pool_keep_partial,
+        )
         proj = nn.Linear(body.out_channels, c.embedding_dim)
         self.frontend, self.body, self.proj = None, body.to(feats.device), proj.to(feats.device)
         self._encode = encode

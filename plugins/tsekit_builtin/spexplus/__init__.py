@@ -10,7 +10,16 @@ features, which SpEx+ shares with its speaker encoder.
 
 Site ``tcn.i`` is the input of TCN block i (``bn_chan`` channels). The adapted features feed the
 block's convolutions while its residual path carries the unadapted input, as in the paper's speaker
-block ``x + f([x; e])``.
+block ``x + f([x; e])``; with the ``concat`` fusion, ``f``'s first 1×1 conv sees a projection of
+``[x; e]`` back to ``bn_chan``.
+
+The ``wesep`` preset equals WeSep's SpEx+ (wenet-e2e/wesep ``ConvTasNet`` with
+examples/librimix/tse/v2/confs/spexplus.yaml), whose speaker block convolves ``[x; e]`` directly:
+``site_position=hidden`` puts site ``tcn.i`` after block i's 1×1 input conv (``hid_chan`` channels), where
+the default fusion ``add`` (``h + W e``) makes that conv ``W_x x + W_e e`` exactly; ``tail=drop`` frames
+the signal as WeSep does (whole short windows only; the last < ``stride`` samples come out as zeros);
+``gln_eps=1e-5`` is WeSep's gLN epsilon. WeSep's checkpoints convert with
+:mod:`tsekit_builtin.importers.wesep`.
 """
 
 from __future__ import annotations
@@ -40,6 +49,21 @@ class SpExPlusConfig:
     n_stacks: int = field(default=4, metadata={"help": "TCN stacks; the cue enters each stack's first block"})
     norm: Literal["gLN", "cLN"] = field(default="gLN", metadata={"help": "norm inside TCN blocks"})
     causal: bool = field(default=False, metadata={"help": "causal depthwise convs (needs cLN)"})
+    gln_eps: float = field(default=1e-8, metadata={"help": "epsilon of gLN inside TCN blocks (WeSep: 1e-5)"})
+    site_position: Literal["input", "hidden"] = field(
+        default="input",
+        metadata={
+            "help": "site tcn.i: the input of TCN block i (bn_chan channels) or 'hidden', after its 1×1 input "
+            "conv (hid_chan channels; default fusion add: the conv sees [x; e], as in WeSep)"
+        },
+    )
+    tail: Literal["pad", "drop"] = field(
+        default="pad",
+        metadata={
+            "help": "pad: zero-pad the signal onto whole short-window frames; drop: whole frames only (WeSep), "
+            "the last < stride samples of the estimate are zeros"
+        },
+    )
 
     def __post_init__(self) -> None:
         sizes = (self.sample_rate, self.short_window, self.stride, self.n_filters, self.bn_chan, self.hid_chan)
@@ -56,6 +80,12 @@ class SpExPlusConfig:
             raise ValueError(f"norm must be gLN or cLN, got {self.norm!r}")
         if self.causal and self.norm == "gLN":
             raise ValueError("a causal model cannot use gLN; use norm=cLN")
+        if not self.gln_eps > 0:
+            raise ValueError(f"gln_eps must be positive, got {self.gln_eps}")
+        if self.site_position not in ("input", "hidden"):
+            raise ValueError(f"site_position must be input or hidden, got {self.site_position!r}")
+        if self.tail not in ("pad", "drop"):
+            raise ValueError(f"tail must be pad or drop, got {self.tail!r}")
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -69,17 +99,23 @@ PRESETS: dict[str, dict[str, Any]] = {
         "sample_rate": 8000, "short_window": 8, "middle_window": 16, "long_window": 32, "stride": 4,
         "n_filters": 16, "bn_chan": 16, "hid_chan": 32, "n_blocks": 3, "n_stacks": 2,
     },
+    # WeSep's SpEx+ (examples/librimix/tse/v2/confs/spexplus.yaml: L=20 at 16 kHz, N=B=256, H=512, X=8, R=4).
+    "wesep": {
+        "sample_rate": 16000, "gln_eps": 1e-5, "site_position": "hidden", "tail": "drop",
+    },
 }
 
 
 def capabilities(config: SpExPlusConfig) -> BackboneCaps:
+    hidden = config.site_position == "hidden"
+    where = "output of the 1×1 input conv" if hidden else "input"
     sites = tuple(
         Site(
             name=f"tcn.{i}",
             index=i,
-            dim=config.bn_chan,
+            dim=config.hid_chan if hidden else config.bn_chan,
             layout="BCT",
-            description=f"input of TCN block {i % config.n_blocks} of stack {i // config.n_blocks}",
+            description=f"{where} of TCN block {i % config.n_blocks} of stack {i // config.n_blocks}",
         )
         for i in range(config.n_blocks * config.n_stacks)
     )
@@ -89,7 +125,7 @@ def capabilities(config: SpExPlusConfig) -> BackboneCaps:
         causal=config.causal,
         sites=sites,
         default_sites=tuple(f"tcn.{s * config.n_blocks}" for s in range(config.n_stacks)),
-        default_fusion="concat",
+        default_fusion="add" if hidden else "concat",
         paper="Ge et al., Interspeech 2020, arXiv 2005.04686",
     )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import torch
@@ -15,18 +17,24 @@ from tsekit_builtin.spexplus import capabilities
 class TCNBlock(nn.Module):
     """1×1 conv → PReLU → norm → dilated depthwise conv → PReLU → norm → 1×1 conv (residual branch)."""
 
-    def __init__(self, channels: int, hidden: int, kernel: int, dilation: int, norm: str, causal: bool) -> None:
+    def __init__(
+        self, channels: int, hidden: int, kernel: int, dilation: int, norm: str, causal: bool, gln_eps: float
+    ) -> None:
         super().__init__()
         self.pad = (kernel - 1) * dilation
         self.left = self.pad if causal else self.pad // 2
         self.in_conv = nn.Conv1d(channels, hidden, 1)
-        self.act1, self.norm1 = nn.PReLU(), make_norm(norm, hidden)
+        self.act1, self.norm1 = nn.PReLU(), make_norm(norm, hidden, eps=gln_eps)
         self.dconv = nn.Conv1d(hidden, hidden, kernel, dilation=dilation, groups=hidden)
-        self.act2, self.norm2 = nn.PReLU(), make_norm(norm, hidden)
+        self.act2, self.norm2 = nn.PReLU(), make_norm(norm, hidden, eps=gln_eps)
         self.out_conv = nn.Conv1d(hidden, channels, 1)
 
-    def forward(self, x: Tensor) -> Tensor:
-        h = self.norm1(self.act1(self.in_conv(x)))
+    def forward(self, x: Tensor, adapt_hidden: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+        """``adapt_hidden``, when given, adapts the output of the 1×1 input conv."""
+        h = self.in_conv(x)
+        if adapt_hidden is not None:
+            h = adapt_hidden(h)
+        h = self.norm1(self.act1(h))
         h = self.dconv(F.pad(h, (self.left, self.pad - self.left)))
         return self.out_conv(self.norm2(self.act2(h)))
 
@@ -40,11 +48,12 @@ class SpExPlus(Backbone):
         c = config
         self.windows = (c.short_window, c.middle_window, c.long_window)
         self.stride, self.n_filters = c.stride, c.n_filters
+        self.drop_tail, self.hidden_sites = c.tail == "drop", c.site_position == "hidden"
         self.encoders = nn.ModuleList(nn.Conv1d(1, c.n_filters, w, stride=c.stride) for w in self.windows)
         self.in_norm = ChannelLayerNorm(3 * c.n_filters)
         self.bottleneck = nn.Conv1d(3 * c.n_filters, c.bn_chan, 1)
         self.blocks = nn.ModuleList(
-            TCNBlock(c.bn_chan, c.hid_chan, c.conv_kernel_size, 2**b, c.norm, c.causal)
+            TCNBlock(c.bn_chan, c.hid_chan, c.conv_kernel_size, 2**b, c.norm, c.causal, c.gln_eps)
             for _ in range(c.n_stacks)
             for b in range(c.n_blocks)
         )
@@ -54,9 +63,14 @@ class SpExPlus(Backbone):
         self.last_scales: Tensor | None = None
 
     def num_frames(self, length: int) -> int:
-        """Frames of the short encoder once ``length`` samples are right-padded onto its grid."""
+        """Frames of the short encoder: ``length`` samples right-padded onto its grid (``tail=pad``), or its
+        whole windows only (``tail=drop``); a signal shorter than one window is padded to one frame."""
         short = self.windows[0]
-        return 1 if length <= short else -(-(length - short) // self.stride) + 1
+        if length <= short:
+            return 1
+        if self.drop_tail:
+            return (length - short) // self.stride + 1
+        return -(-(length - short) // self.stride) + 1
 
     def encode(self, wav: Tensor) -> Tensor:
         """Waveform ``[B, T]`` → multi-scale features ``[B, 3N, frames]`` (short ‖ middle ‖ long).
@@ -76,9 +90,11 @@ class SpExPlus(Backbone):
         feats = self.encode(mixture)
         h = self.bottleneck(self.in_norm(feats))
         for name, block in zip(self.site_names, self.blocks, strict=True):
-            h = h + block(adapt(name, h))  # the residual path skips the cue, as in SpEx+'s speaker block
+            # the residual path skips the cue, as in SpEx+'s speaker block
+            h = h + (block(h, partial(adapt, name)) if self.hidden_sites else block(adapt(name, h)))
+        covered = min(length, (feats.shape[-1] - 1) * self.stride + self.windows[0])  # < length: tail=drop
         scales = [
-            decoder(w * F.relu(mask(h))).squeeze(1)[..., :length]
+            F.pad(decoder(w * F.relu(mask(h))).squeeze(1)[..., :covered], (0, length - covered))
             for w, mask, decoder in zip(feats.split(self.n_filters, dim=1), self.masks, self.decoders, strict=True)
         ]
         self.last_scales = torch.stack(scales, dim=1)
