@@ -32,8 +32,12 @@ def test_a_legacy_checkpoint_restores_weights_and_optimizer() -> None:
     ckpt = LEGACY / "run" / "checkpoints" / "step-00000003"
     meta = load_checkpoint(ckpt, model, optimizer)
     assert meta["step"] == 3
-    saved = load_file(str(ckpt / "model.safetensors"))
-    assert all(torch.equal(value, saved[name]) for name, value in model.state_dict().items())
+    saved = load_file(str(ckpt / "model.safetensors"))  # 0.1's names (backbone.blocks.0…, now backbone.tcn.…)
+    fresh = tsekit.build(config["encoder"], config["fusion"], config["backbone"], config["adapt_layers"],
+                         preset=config["preset"], encoder_options=config["encoder_options"])
+    fresh.load_state_dict(saved)
+    assert len(saved) == len(model.state_dict())
+    assert all(torch.equal(value, fresh.state_dict()[name]) for name, value in model.state_dict().items())
     assert all(int(state["step"]) == 3 for state in optimizer.state.values())
 
 

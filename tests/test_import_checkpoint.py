@@ -58,7 +58,10 @@ def toy_files(tmp_path: Path) -> tuple[Path, Path]:
     config.write_text("net: tiny-speakerbeam\noptim: {lr: 0.001}\n")
     weights = tmp_path / "model.pth"
     state = {f"module.{PREFIX}{k}": v for k, v in TOY["state"].items()}  # DataParallel names, wrapped
-    torch.save({"state_dict": state, "infos": {"epoch": 12, "loss": -3.5}}, weights)
+    from torch.torch_version import TorchVersion
+
+    package = {"state_dict": state, "infos": {"epoch": 12, "loss": -3.5}, "torch_version": TorchVersion("2.0.1")}
+    torch.save(package, weights)  # as asteroid (BUT) packages a model: the version as a TorchVersion
     return config, weights
 
 

@@ -69,9 +69,14 @@ def test_the_check_catches_each_form(tmp_path: Path) -> None:
 
 
 
+NEWER_UNITS = {"auxnet", "importers"}
+"""Units added after the ``<unit>_impl`` layout was retired: they never had an old path."""
+
+
 def test_old_impl_paths_are_deprecated_aliases_of_the_unit_modules() -> None:
     units = tomllib.loads((CORE.parent / "pyproject.toml").read_text())["project"]["entry-points"]["tsekit"]
     assert set(units.values()) == {f"{PLUGIN}.{unit}" for unit in units}
+    units = {u: m for u, m in units.items() if u not in NEWER_UNITS}  # the old paths are those of 0.1's units
     code = (
         "import importlib, sys, warnings\n"
         "warnings.simplefilter('always')\n"

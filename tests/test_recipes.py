@@ -14,6 +14,7 @@ from tsekit.engine.experiment import load_config
 
 RECIPES = sorted((Path(__file__).parents[1] / "experiments" / "recipes").glob("*.yaml"))
 PARAMETERS = {  # (count, parts) as each recipe's header states
+    "td_speakerbeam_espnet16k": (16_217_170, ("total",)),  # ESPnet's TD-SpeakerBeam with its auxiliary network
     "bsrnn_wesep16k": (21_402_376 + 192 * 128 + 128, ("backbone", "fusion")),  # WeSep: + 256·128 + 128 at 256-d
     "spexplus_8k": (11_113_801 + 251 * 256 + 251, ("total",)),  # + the 251-speaker CE head (paper: 11.14 M)
 }
@@ -37,7 +38,7 @@ def test_recipe_trains_two_steps_with_its_exact_model_and_optimiser(recipe: Path
     assert result["steps"] == 2
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert all(math.isfinite(r["loss"]) for r in rows if r["split"] == "train")
-    assert [r["lr"] for r in rows if r["split"] == "train"][0] == pytest.approx(written["train"]["optim"]["lr"])
+    assert next(r["lr"] for r in rows if r["split"] == "train") == pytest.approx(written["train"]["optim"]["lr"])
     if recipe.stem in PARAMETERS:
         count, parts = PARAMETERS[recipe.stem]
         parameters = json.loads((tmp_path / "run" / "config.json").read_text())["parameters"]

@@ -67,6 +67,8 @@ class BackboneCaps:
     default_sites: tuple[str, ...]
     default_fusion: str | None = None
     paper: str = ""
+    joint_encoder_sharing: bool = True
+    """Whether a jointly learned speaker encoder (``joint``) may share the backbone's public ``encode()``."""
 
     def site(self, name: str) -> Site:
         for s in self.sites:

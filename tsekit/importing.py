@@ -53,8 +53,11 @@ class CheckpointImporter:
                 return load_file(str(path))
             except (SafetensorError, OSError, ValueError) as exc:
                 raise TsekitError(f"{path}: not readable safetensors ({exc})") from None
+        from torch.torch_version import TorchVersion
+
         try:
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
+            with torch.serialization.safe_globals([TorchVersion]):  # a str; asteroid/Lightning packages record it
+                loaded = torch.load(path, map_location="cpu", weights_only=True)
         except FileNotFoundError:
             raise TsekitError(f"{path}: no such file") from None
         except Exception as exc:  # UnpicklingError and friends: never fall back to a full unpickle

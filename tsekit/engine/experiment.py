@@ -55,10 +55,15 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+OPTIONAL_KEYS = {".model": ("encoder_preset",)}
+"""Keys a config may set that :data:`DEFAULTS` leaves out, so that runs which do not set them keep their hash."""
+
+
 def _merge(base: dict[str, Any], extra: Mapping[str, Any], where: str) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for key, value in extra.items():
-        if key not in out and not where.endswith(("_options", "simulation", "optim")):  # checked by their configs
+        optional = key in OPTIONAL_KEYS.get(where, ()) or where.endswith(("_options", "simulation", "optim"))
+        if key not in out and not optional:  # options, simulation and optim are checked by their configs
             raise ConfigError(f"{where}.{key}".lstrip("."), f"unknown key (known: {', '.join(out)})")
         if isinstance(out.get(key), dict) and isinstance(value, Mapping):
             out[key] = _merge(out[key], value, f"{where}.{key}")
@@ -200,7 +205,8 @@ def model_plan(model: Mapping[str, Any], registry: Any = None) -> Any:
 
     return plan(model["encoder"], model["fusion"], model["backbone"], model["adapt_layers"], preset=model["preset"],
                 encoder_options=model["encoder_options"], fusion_options=model["fusion_options"],
-                backbone_options=model["backbone_options"], registry=registry)
+                backbone_options=model["backbone_options"], encoder_preset=model.get("encoder_preset"),
+                registry=registry)
 
 
 def datasets(config: Mapping[str, Any], sample_rate: int, horizon: int) -> tuple[Any, Any]:

@@ -235,7 +235,8 @@ class JointEncoder(SpeakerEncoder):
 
     def bind(self, backbone: Backbone) -> None:
         encode = getattr(backbone, "encode", None)
-        if not self.config.share_encoder or not callable(encode):
+        offered = getattr(getattr(backbone, "caps", None), "joint_encoder_sharing", True)
+        if not self.config.share_encoder or not callable(encode) or not offered:
             return
         rate = getattr(backbone, "sample_rate", None)
         if rate != self.sample_rate:

@@ -76,6 +76,7 @@ def capabilities(config: SepSelectConfig) -> BackboneCaps:
         default_sites=(),
         default_fusion="multiply",
         paper="Luo & Mesgarani, IEEE/ACM TASLP 2019, arXiv 1809.07454 (Conv-TasNet) + embedding selection",
+        joint_encoder_sharing=False,  # as speakerbeam's: joint models saved before encode() existed load unchanged
     )
 
 

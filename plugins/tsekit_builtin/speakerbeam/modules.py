@@ -1,7 +1,9 @@
-"""TD-SpeakerBeam / Conv-TasNet modules."""
+"""TD-SpeakerBeam / Conv-TasNet modules: the temporal convolutional network (:class:`TCN`) that the
+backbone and SpeakerBeam's auxiliary network (:mod:`tsekit_builtin.auxnet`) share, and the backbone."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -9,21 +11,45 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tsekit.contracts import BackboneCaps
-from tsekit.nn import Adapter, Backbone, make_norm
-from tsekit_builtin.speakerbeam import capabilities
+from tsekit.nn import Adapter, Backbone, ChannelLayerNorm
+from tsekit_builtin.speakerbeam import SpeakerBeamConfig, capabilities
+
+DEFAULTS = SpeakerBeamConfig()
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "prelu": nn.PReLU, "relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "linear": nn.Identity,
+}
+
+
+def option(config: Any, name: str) -> Any:
+    """``config.name``, or speakerbeam's default for a config without that field (sepselect's)."""
+    return getattr(config, name, getattr(DEFAULTS, name))
+
+
+def make_tcn_norm(kind: str, channels: int, eps: float | None) -> nn.Module:
+    """gLN (``GroupNorm(1, C)``), cLN or BN; ``eps`` None: 1e-8 for gLN, 1e-5 for cLN."""
+    if kind == "gLN":
+        return nn.GroupNorm(1, channels, eps=1e-8 if eps is None else eps)
+    if kind == "cLN":
+        return ChannelLayerNorm(channels, eps=1e-5 if eps is None else eps)
+    if kind == "BN":
+        return nn.BatchNorm1d(channels)
+    raise ValueError(f"unknown norm {kind!r}; use gLN, cLN or BN")
 
 
 class TCNBlock(nn.Module):
-    def __init__(self, bn: int, hid: int, skip: int, kernel: int, dilation: int, norm: str, causal: bool) -> None:
+    def __init__(
+        self, bn: int, hid: int, skip: int, kernel: int, dilation: int, norm: str, causal: bool,
+        bias: bool = True, eps: float | None = None,
+    ) -> None:
         super().__init__()
         self.pad = (kernel - 1) * dilation
         self.causal = causal
-        self.in_conv = nn.Conv1d(bn, hid, 1)
-        self.act1, self.norm1 = nn.PReLU(), make_norm(norm, hid)
-        self.dconv = nn.Conv1d(hid, hid, kernel, dilation=dilation, groups=hid)
-        self.act2, self.norm2 = nn.PReLU(), make_norm(norm, hid)
-        self.res_conv = nn.Conv1d(hid, bn, 1)
-        self.skip_conv = nn.Conv1d(hid, skip, 1)
+        self.in_conv = nn.Conv1d(bn, hid, 1, bias=bias)
+        self.act1, self.norm1 = nn.PReLU(), make_tcn_norm(norm, hid, eps)
+        self.dconv = nn.Conv1d(hid, hid, kernel, dilation=dilation, groups=hid, bias=bias)
+        self.act2, self.norm2 = nn.PReLU(), make_tcn_norm(norm, hid, eps)
+        self.res_conv = nn.Conv1d(hid, bn, 1, bias=bias)
+        self.skip_conv = nn.Conv1d(hid, skip, 1, bias=bias)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         h = self.norm1(self.act1(self.in_conv(x)))
@@ -31,6 +57,52 @@ class TCNBlock(nn.Module):
         h = F.pad(h, (left, self.pad - left))
         h = self.norm2(self.act2(self.dconv(h)))
         return self.res_conv(h), self.skip_conv(h)
+
+
+class TCN(nn.Module):
+    """Conv-TasNet's temporal convolutional network: input norm → 1×1 bottleneck → blocks (residual +
+    skip outputs, dilations 1, 2, 4, … per repeat) → activation → 1×1 conv of the summed skips to
+    ``out_chan``. ``config`` gives the sizes and options (fields of :class:`SpeakerBeamConfig`)."""
+
+    def __init__(self, in_chan: int, out_chan: int, config: Any, n_repeats: int | None = None) -> None:
+        super().__init__()
+        c = config
+        causal, norm, bias, eps = option(c, "causal"), c.norm, option(c, "bias"), option(c, "norm_eps")
+        input_norm = option(c, "input_norm")
+        if input_norm == "auto":
+            input_norm = "cLN" if causal else norm
+        self.in_norm = make_tcn_norm(input_norm, in_chan, eps)
+        self.bottleneck = nn.Conv1d(in_chan, c.bn_chan, 1, bias=bias)
+        self.blocks = nn.ModuleList(
+            TCNBlock(c.bn_chan, c.hid_chan, c.skip_chan, c.conv_kernel_size, 2**b, norm, causal, bias, eps)
+            for _ in range(c.n_repeats if n_repeats is None else n_repeats)
+            for b in range(c.n_blocks)
+        )
+        self.mask = nn.Sequential(ACTIVATIONS[option(c, "pre_mask_act")](), nn.Conv1d(c.skip_chan, out_chan, 1, bias=bias))
+
+    def forward(self, feats: Tensor, adapt: Adapter | None = None, sites: Sequence[str] = ()) -> Tensor:
+        """Features ``[B, in_chan, frames]`` → ``[B, out_chan, frames]``; block i's outputs (residual ‖ skip)
+        go through ``adapt(sites[i], ·)`` when the adapter wants that site."""
+        h = self.bottleneck(self.in_norm(feats))
+        skips = torch.zeros((), device=h.device, dtype=h.dtype)
+        for i, block in enumerate(self.blocks):
+            res, skip = block(h)
+            if adapt is not None and adapt.wants(sites[i]):  # BUT SpeakerBeam adapts both outputs of the block
+                res, skip = adapt(sites[i], torch.cat([res, skip], dim=1)).split([res.shape[1], skip.shape[1]], dim=1)
+            h = h + res
+            skips = skips + skip
+        return self.mask(skips)
+
+
+FLAT_TCN_KEYS = ("in_norm.", "bottleneck.", "blocks.", "mask.")
+"""The TCN's parameters sat directly on the backbone before it became a module of its own."""
+
+
+def _nest_tcn_keys(module: nn.Module, state: dict[str, Any], prefix: str, *args: Any) -> None:
+    """Load pre-hook: weights saved before the TCN was factored out (``backbone.blocks.0…``) load into
+    ``backbone.tcn.blocks.0…``."""
+    for key in [k for k in state if k.startswith(prefix) and k[len(prefix):].startswith(FLAT_TCN_KEYS)]:
+        state[prefix + "tcn." + key[len(prefix):]] = state.pop(key)
 
 
 class SpeakerBeam(Backbone):
@@ -41,18 +113,25 @@ class SpeakerBeam(Backbone):
         c = config
         self.sources = sources
         self.kernel, self.stride = c.kernel_size, c.stride
+        self.pad_end = option(c, "pad_end")
         self.encoder = nn.Conv1d(1, c.n_filters, c.kernel_size, stride=c.stride, bias=False)
         self.decoder = nn.ConvTranspose1d(c.n_filters, 1, c.kernel_size, stride=c.stride, bias=False)
-        self.in_norm = make_norm("cLN" if c.causal else c.norm, c.n_filters)
-        self.bottleneck = nn.Conv1d(c.n_filters, c.bn_chan, 1)
-        self.blocks = nn.ModuleList(
-            TCNBlock(c.bn_chan, c.hid_chan, c.skip_chan, c.conv_kernel_size, 2**b, c.norm, c.causal)
-            for _ in range(c.n_repeats)
-            for b in range(c.n_blocks)
-        )
+        self.encoder_activation = ACTIVATIONS[option(c, "encoder_activation")]()
+        self.tcn = TCN(c.n_filters, sources * c.n_filters, c)
         self.site_names = [s.name for s in self.caps.sites]
-        self.mask = nn.Sequential(nn.PReLU(), nn.Conv1d(c.skip_chan, sources * c.n_filters, 1))
-        self.mask_act: nn.Module = {"relu": nn.ReLU(), "sigmoid": nn.Sigmoid(), "linear": nn.Identity()}[c.mask_act]
+        self.mask_act = ACTIVATIONS[c.mask_act]()
+        self.register_load_state_dict_pre_hook(_nest_tcn_keys)
+
+    def encode(self, wav: Tensor) -> Tensor:
+        """Waveform ``[B, T]`` → encoder features ``[B, n_filters, frames]``, as the TCN sees the mixture.
+
+        With ``pad_end`` the end is zero-padded so that the frames cover every sample; without it an
+        incomplete last frame is dropped (a signal shorter than one window is padded to one frame)."""
+        length = wav.shape[-1]
+        pad = max(self.kernel - length, 0)
+        if self.pad_end and length >= self.kernel:
+            pad = -(length - self.kernel) % self.stride
+        return self.encoder_activation(self.encoder(F.pad(wav.unsqueeze(1), (0, pad))))
 
     def forward(self, mixture: Tensor, adapt: Adapter) -> Tensor:
         return self.separate(mixture, adapt)[:, 0]
@@ -60,18 +139,10 @@ class SpeakerBeam(Backbone):
     def separate(self, mixture: Tensor, adapt: Adapter) -> Tensor:
         """Mixture ``[B, T]`` → masked sources ``[B, sources, T]``, calling ``adapt`` at the wanted sites."""
         length = mixture.shape[-1]
-        rest = max(length - self.kernel, 0) % self.stride
-        pad = max(self.kernel - length, 0) + ((self.stride - rest) % self.stride if length >= self.kernel else 0)
-        x = F.pad(mixture.unsqueeze(1), (0, pad))
-        feats = F.relu(self.encoder(x))  # [B, N, frames]
-        h = self.bottleneck(self.in_norm(feats))
-        skips = torch.zeros((), device=h.device, dtype=h.dtype)
-        for name, block in zip(self.site_names, self.blocks, strict=True):
-            res, skip = block(h)
-            if adapt.wants(name):  # BUT SpeakerBeam adapts both outputs of the block
-                res, skip = adapt(name, torch.cat([res, skip], dim=1)).split([res.shape[1], skip.shape[1]], dim=1)
-            h = h + res
-            skips = skips + skip
-        masks = self.mask_act(self.mask(skips)).unflatten(1, (self.sources, -1))  # [B, S, N, frames]
+        feats = self.encode(mixture)  # [B, N, frames]
+        masks = self.mask_act(self.tcn(feats, adapt, self.site_names)).unflatten(1, (self.sources, -1))
         decoded = self.decoder((feats.unsqueeze(1) * masks).flatten(0, 1))  # [B·S, 1, samples]
-        return decoded.reshape(mixture.shape[0], self.sources, -1)[..., :length]
+        decoded = decoded.reshape(mixture.shape[0], self.sources, -1)
+        if decoded.shape[-1] < length:  # the dropped last frame's samples: zeros, as ESPnet's and BUT's decoders
+            decoded = F.pad(decoded, (0, length - decoded.shape[-1]))
+        return decoded[..., :length]
