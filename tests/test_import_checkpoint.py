@@ -148,3 +148,37 @@ def test_problems_are_one_line(tsekit_cli: Any, plugins: Any, toy_files: Any, tm
         assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
     else:
         assert not out.exists()
+
+
+REFERENCE = Path(__file__).parent / "fixtures" / "reference"
+FIXTURES = {  # importer, config file, weights file (each folder's README says which code produced it)
+    "espnet-td-speakerbeam": ("espnet", "config.yaml", "valid.loss.best.pth"),
+    "but-td-speakerbeam": ("but", "conf.yml", "best_model.pth"),
+    "wesep-bsrnn": ("wesep", "config.yaml", "avg_model.pt"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FIXTURES))
+def test_the_cli_turns_a_reference_checkpoint_into_a_model_with_its_outputs(tsekit_cli: Any, tmp_path: Path,
+                                                                           name: str) -> None:
+    from safetensors.torch import load_file
+
+    source, config, weights = FIXTURES[name]
+    folder = REFERENCE / name
+    out = tmp_path / "model"
+    result = tsekit_cli(["import-checkpoint", "--from", source, "--config", str(folder / config), "--weights",
+                         str(folder / weights), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    model = load_model(out)
+    inputs, outputs = load_file(str(folder / "inputs.safetensors")), load_file(str(folder / "outputs.safetensors"))
+    with torch.inference_mode():
+        if "mixture_lengths" in inputs:  # one row at a time, each cut to its length
+            for i, (m, e) in enumerate(zip(inputs["mixture_lengths"].tolist(), inputs["enrollment_lengths"].tolist(),
+                                           strict=True)):
+                estimate = model(inputs["mixture"][i : i + 1, :m], inputs["enrollment"][i : i + 1, :e])
+                assert (estimate[0] - outputs["estimate"][i, :m]).abs().max() < 1e-5
+        else:
+            for key in (k for k in inputs if k.startswith("mixture_") and k != "mixture_200"):  # 200 < win: see README
+                estimate = model(inputs[key], embedding=inputs["embedding"])
+                reference = outputs[key.replace("mixture", "estimate")]
+                assert (estimate - reference).abs().max() < 1e-5
