@@ -363,3 +363,24 @@ def test_report_command_rebuilds(tmp_path: Path, tsekit_cli: Any) -> None:
     assert f"vs the baseline `{second}`" in (out / "report.md").read_text()
     bad = tsekit_cli(["report", str(tmp_path)])
     assert bad.exit_code == 1 and "not an ablation folder" in bad.output
+
+
+def test_tiny_ablation_relates_confusion_to_speaker_similarity(tmp_path: Path) -> None:
+    import csv
+
+    out = tmp_path / "a"
+    # six mixtures for terciles; 2 s ones, since a 1 s enrollment of this list holds no speech
+    result = ablate(fusions="film", budget="2steps", out=out, preset="tiny", overrides=TINY, eval_size=6,
+                    eval_seconds=2.0, eval_speakers=4)
+    row = result.rows[0]
+    with (out / row["metrics_csv"]).open(newline="", encoding="utf-8") as fh:
+        metrics = list(csv.DictReader(fh))
+    similarity = [float(r["interferer_similarity"]) for r in metrics]  # the simulated list names its interferers
+    assert len(similarity) == 6 and all(-1 <= s <= 1 for s in similarity) and len(set(similarity)) > 1
+    text = (out / "report.md").read_text(encoding="utf-8")
+    section = text.split("## Where confusion comes from: target–interferer similarity\n\n")[1].split("\n## ")[0]
+    line = next(s for s in section.splitlines() if s.startswith(f"| {row['cell']} |"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[1] == "6" and len(cells[2].split(" / ")) == 3
+    numbers = [*cells[3].split(" / "), *cells[4].split(" / "), cells[5].split()[0], cells[6]]
+    assert all(math.isfinite(float(v)) for v in numbers), line

@@ -231,6 +231,9 @@ def _all_extras(batch, length):
         "speaker_logits": torch.tanh(torch.randn(batch, 5, generator=g)).requires_grad_(),
         "speaker_ids": torch.tensor([0, 4]),
         "sample_rate": 16000,
+        "embedding": torch.randn(batch, 3, generator=g),
+        "reencode": lambda wav: torch.stack([wav.mean(-1), wav.pow(2).mean(-1), wav[..., ::2].mean(-1)], -1),
+        "step": 0,
     }
 
 

@@ -334,3 +334,74 @@ def test_write_report_two_cells_without_csv(tmp_path: Path) -> None:
     text = write_report(tmp_path, rows)["report"].read_text(encoding="utf-8")
     assert "paired differences skipped" in text
     assert "no per-mixture pairing was available" in text
+
+
+# ---------------------------------------------------------------- where confusion comes from
+
+
+def test_similarity_bins_on_synthetic_rows() -> None:
+    from tsekit.engine.evaluate import similarity_bins
+
+    # similarity 0.0 .. 0.8; SI-SDRi falls with it; the last three confuse (SI-SDRi < 0)
+    rows = [{"mixture_id": f"m{i}", "interferer_similarity": f"{i / 10:.4f}", "si-sdri": f"{10 - 1.5 * i:.4f}",
+             "confusion": str(float(10 - 1.5 * i < 0)), "absent": "0.0"} for i in range(9)]
+    rows += [
+        {"mixture_id": "absent", "interferer_similarity": "0.99", "si-sdri": "nan", "absent": "1.0"},
+        {"mixture_id": "no-interferer", "interferer_similarity": "nan", "si-sdri": "12.0", "absent": "0.0"},
+        {"mixture_id": "no-confusion-column", "interferer_similarity": "0.05", "si-sdri": "-1.0"},
+    ]
+    stats = similarity_bins(rows, "interferer_similarity")
+    assert stats["column"] == "interferer_similarity" and stats["n"] == 10
+    low, mid, high = stats["bins"]
+    assert [b["n"] for b in stats["bins"]] == [4, 3, 3]  # by rank; the first bin takes the extra row
+    assert (low["low"], low["high"], mid["low"], mid["high"], high["low"], high["high"]) == (0.0, 0.2, 0.3, 0.5, 0.6, 0.8)
+    assert low["si_sdri"] == pytest.approx((10 + 8.5 - 1 + 7) / 4)  # 0.0, 0.05 (SI-SDRi -1), 0.1, 0.2
+    assert low["confusion_rate"] == pytest.approx(0.25)  # from SI-SDRi < 0 where no confusion column
+    assert mid["si_sdri"] == pytest.approx(4.0) and mid["confusion_rate"] == 0.0
+    assert high["si_sdri"] == pytest.approx(-0.5) and high["confusion_rate"] == pytest.approx(2 / 3)
+    sims = [i / 10 for i in range(9)] + [0.05]
+    sdris = [10 - 1.5 * i for i in range(9)] + [-1.0]
+    assert stats["pearson_r"] == pytest.approx(stats_module_pearson(sims, sdris))
+    assert stats["pearson_r"] < -0.6 and stats["spearman_rho"] < -0.6 and stats["p_value"] < 0.05
+    quartiles = similarity_bins(rows, "interferer_similarity", bins=4)
+    assert [b["n"] for b in quartiles["bins"]] == [3, 3, 2, 2]
+    few = similarity_bins(rows[:2], "interferer_similarity")
+    assert few["n"] == 2 and few["bins"][2]["n"] == 0 and math.isnan(few["bins"][2]["si_sdri"])
+    assert math.isnan(few["pearson_r"])  # too few rows for a correlation
+    with pytest.raises(TsekitError, match="bins must be at least 1"):
+        similarity_bins(rows, "interferer_similarity", bins=0)
+
+
+def stats_module_pearson(x: list[float], y: list[float]) -> float:
+    return float(stats.pearsonr(x, y)[0])
+
+
+def test_report_has_a_similarity_section_per_cell(tmp_path: Path) -> None:
+    rows = []
+    for cell, cell_hash, slope in (("dvector/film/speakerbeam@tcn.0", A, -10.0), ("ecapa/film/speakerbeam@tcn.0", B, 0.0)):
+        for seed in (0, 1):
+            rel = f"cells/{cell_hash}/seed-{seed}/metrics.csv"
+            (tmp_path / rel).parent.mkdir(parents=True)
+            lines = ["mixture_id,absent,si-sdri,confusion,interferer_similarity"]
+            lines += [f"m{i},0.0,{5 + slope * i / 6 + seed + 0.1 * (i % 2):.4f},{float(5 + slope * i / 6 + seed < 0)},"
+                      f"{i / 6:.4f}" for i in range(6)]
+            (tmp_path / rel).write_text("\n".join(lines) + "\n")
+            rows.append(make_row(cell, cell_hash, seed, 5.0, encoder=cell.split("/")[0], metrics_csv=rel))
+    rows.append(make_row("no-csv", C, 0, 1.0))
+    text = write_report(tmp_path, rows)["report"].read_text(encoding="utf-8")
+    section = text.split("## Where confusion comes from: target–interferer similarity\n\n")[1].split("\n## ")[0]
+    assert "`interferer_similarity` is the cosine between the cell's encoder embedding of the enrollment" in section
+    assert "terciles" in section
+    assert ("| cell | n | similarity range per bin | SI-SDRi per bin (dB) | confusion per bin (%) | r (p) | ρ |"
+            in section)
+    line = next(s for s in section.splitlines() if s.startswith("| dvector/film"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[1] == "12" and cells[2] == "0.00–0.17 / 0.33–0.50 / 0.67–0.83"
+    low, mid, high = (float(v) for v in cells[3].split(" / "))
+    assert low > mid > high and float(cells[6]) < -0.8 and float(cells[5].split()[0]) < -0.8
+    assert [float(v) for v in cells[4].split(" / ")] == [0.0, 0.0, 100.0]  # SI-SDRi < 0 from i = 4 on, both seeds
+    assert "| no-csv |" not in section
+    flat = [c.strip() for c in next(s for s in section.splitlines() if s.startswith("| ecapa/film")).strip("|").split("|")]
+    assert max(float(v) for v in flat[3].split(" / ")) - min(float(v) for v in flat[3].split(" / ")) < 0.1
+    assert abs(float(flat[5].split()[0])) < 0.3 and flat[4] == "0.0 / 0.0 / 0.0"
+    assert "Where confusion comes from" not in write_report(tmp_path, [make_row("no-csv", C, 0, 1.0)])["report"].read_text()

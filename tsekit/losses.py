@@ -15,7 +15,16 @@ pass whatever extras they have; a loss ignores those it does not use, and a miss
 ``speaker_logits`` ``[B, K]``     speaker-classifier logits (cosines for AAM-softmax)
 ``speaker_ids``    ``[B]`` long   the target speakers' class indices
 ``sample_rate``    ``int``        Hz of estimate and target
+``embedding``      ``[B, D]``     the speaker cue the model extracted with (the enrollment's embedding)
+``reencode``       callable       ``reencode(wav [B, T]) -> [B, D]``: the model's encoder on a waveform at the
+                                  model's rate, gradients flowing to the waveform (a frozen encoder's weights
+                                  stay fixed): the estimate re-encoded (embedding consistency)
+``step``           ``int``        the training step (adversarial terms start at a step)
 =================  =============  ===============================================================
+
+A loss that owns a discriminator subclasses :class:`AdversarialLoss`: the trainer finds it among the
+loss's modules (also inside ``weighted``) and trains its discriminator with its own optimiser, learning-rate
+warm-up and checkpointed state (see :class:`AdversarialLoss`).
 
 Loss values are "lower is better"; SI-SDR and SNR losses are negated dB values. Rows whose target
 is silent (target-absent samples) are scored on the estimate's energy relative to ``mixture`` instead,
@@ -36,9 +45,10 @@ from tsekit.errors import ConfigError, require_extras
 if TYPE_CHECKING:
     from tsekit.registry import Registry
 
-__all__ = ["EXTRAS", "Loss", "parse_loss", "parse_terms", "require_extras"]
+__all__ = ["EXTRAS", "AdversarialLoss", "Loss", "parse_loss", "parse_terms", "require_extras"]
 
-EXTRAS: tuple[str, ...] = ("mixture", "scales", "sources", "speaker_logits", "speaker_ids", "sample_rate")
+EXTRAS: tuple[str, ...] = ("mixture", "scales", "sources", "speaker_logits", "speaker_ids", "sample_rate",
+                           "embedding", "reencode", "step")
 """The extras a trainer may pass to a loss."""
 
 
@@ -55,6 +65,31 @@ class Loss(nn.Module):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         require_extras(self.name, self.required(), kwargs)
         return super().__call__(*args, **kwargs)
+
+
+class AdversarialLoss(Loss):
+    """A loss that owns a ``discriminator``; ``forward`` is the generator's term.
+
+    The trainer gives the discriminator its own Adam (``d_lr``, ``d_betas``, linear warm-up over
+    ``d_warmup_steps``), and from ``start_step`` on, before each micro-batch's generator loss, one
+    discriminator update on ``discriminator_loss(estimate.detach(), target, **extras)``. Its weights and
+    optimiser state are checkpointed with the run, so a resumed run continues exactly; under DDP its
+    gradients are averaged over the ranks. Before ``start_step`` the generator term should be 0.
+    """
+
+    discriminator: nn.Module
+    start_step: int = 0
+    d_lr: float = 1e-4
+    d_betas: tuple[float, float] = (0.5, 0.9)
+    d_warmup_steps: int = 0
+
+    def discriminator_loss(self, estimate: Any, target: Any, **extras: Any) -> Any:
+        raise NotImplementedError
+
+    def d_lr_at(self, step: int) -> float:
+        """The discriminator's learning rate at ``step`` (linear warm-up from ``start_step``)."""
+        done = step - self.start_step + 1
+        return self.d_lr * min(1.0, done / self.d_warmup_steps) if self.d_warmup_steps else self.d_lr
 
 
 _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"

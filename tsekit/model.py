@@ -126,6 +126,17 @@ class TSEModel(nn.Module):
                 return self.encoder(enrollment, lengths)
         return self.encoder(enrollment, lengths)
 
+    def reencode(self, wav: Tensor) -> Tensor:
+        """Embeddings ``[B, D]`` of waveforms ``[B, T]`` at the model's rate with gradients to ``wav``, also through
+        a frozen encoder (whose weights stay fixed): the estimate re-encoded, for an embedding-consistency loss."""
+        if self.encoder.sample_rate != self.sample_rate:
+            from tsekit.data.audio import resample
+
+            wav = resample(wav, self.sample_rate, self.encoder.sample_rate)
+        if isinstance(self.encoder, ProjectedEncoder):
+            return self.encoder.projection(self.encoder.inner(wav))
+        return self.encoder(wav)
+
     def embed_sources(self, sources: Tensor) -> Tensor:
         """Embeddings ``[N, D]`` of separated sources ``[N, T]`` (model rate) for the adapter's selection:
         the encoder in eval mode and without gradients, so training statistics are left alone."""

@@ -486,6 +486,7 @@ def create_app(plugin_set: PluginSet | None = None) -> typer.Typer:
     and write the index)."""
     from tsekit.cli import ablate as ablate_cli
     from tsekit.cli import commands, data, infer
+    from tsekit.cli import encoders as encoders_cli
     from tsekit.cli import models as models_cli
     from tsekit.cli import simulate as simulate_cli
     from tsekit.cli import train as train_cli
@@ -520,6 +521,7 @@ def create_app(plugin_set: PluginSet | None = None) -> typer.Typer:
     train_cli.install(app, state)
     infer.install(app, state)
     models_cli.install(app, state)
+    encoders_cli.install(app, state)
     ablate_cli.install(app, state)
     _mark_listing(app, state)
     state.builtin = (list(app.registered_commands), list(app.registered_groups))

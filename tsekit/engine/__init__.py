@@ -6,6 +6,7 @@ Public names (modules load on first use):
   fit, LoopConfig, OptimConfig, collate          the training loop;
   latest_checkpoint, CHECKPOINTS, LATEST         its run folder (tsekit.engine.checkpoint: the one format)
   pretrain_encoder                               the `tsekit pretrain-encoder` engine (same run-folder format)
+  evaluate_encoder, min_dcf                      `tsekit encoders eval`: speaker verification (EER, minDCF, t-SNE)
   save_model, load_model, read_spec              model folders (model.json + model.safetensors → TSEModel;
   SPEC_FILE, WEIGHTS_FILE                        tsekit.load_model wraps one as an Extractor)
   evaluate_list                                  score a model on an evaluation list
@@ -36,6 +37,8 @@ _LAZY = {
     "read_spec": "tsekit.engine.checkpoint",
     "evaluate_list": "tsekit.engine.evaluate",
     "pretrain_encoder": "tsekit.engine.pretrain",
+    "evaluate_encoder": "tsekit.engine.speaker_eval",
+    "min_dcf": "tsekit.engine.speaker_eval",
     "ablate": "tsekit.engine.ablation",
     "make_executor": "tsekit.engine.ablation",
     "Executor": "tsekit.engine.ablation",
@@ -53,12 +56,14 @@ __all__ = [
     "ablate",
     "collate",
     "datasets",
+    "evaluate_encoder",
     "evaluate_list",
     "fit",
     "latest_checkpoint",
     "load_config",
     "load_model",
     "make_executor",
+    "min_dcf",
     "parse_overrides",
     "pretrain_encoder",
     "read_spec",
@@ -83,6 +88,7 @@ if TYPE_CHECKING:
     from tsekit.engine.experiment import datasets, load_config, parse_overrides, train
     from tsekit.engine.pretrain import pretrain_encoder
     from tsekit.engine.report import rebuild_report
+    from tsekit.engine.speaker_eval import evaluate_encoder, min_dcf
     from tsekit.engine.trainer import LoopConfig, OptimConfig, collate, fit
 
 

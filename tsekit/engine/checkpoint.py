@@ -224,10 +224,15 @@ def _is_tse_model(module: Any) -> bool:
     return isinstance(module, TSEModel)
 
 
-def save_checkpoint(run_dir: Path, step: int, model: Any, optimizer: Any, meta: dict[str, Any], keep: int = 2) -> Path:
+PARTS_TENSORS = "parts.safetensors"
+"""Further trained modules of a run and their optimisers (e.g. an adversarial loss's discriminator)."""
+
+
+def save_checkpoint(run_dir: Path, step: int, model: Any, optimizer: Any, meta: dict[str, Any], keep: int = 2,
+                    parts: Mapping[str, tuple[Any, Any]] | None = None) -> Path:
     """Write ``checkpoints/step-N/`` completely (in a uniquely named temporary folder), then point
     ``checkpoints/latest`` at it; keep the newest ``keep``. ``model`` is any ``nn.Module`` (a TSEModel
-    also writes its ``model.json``)."""
+    also writes its ``model.json``); ``parts`` maps names to further ``(module, optimizer)`` pairs."""
     from safetensors.torch import save
 
     root = Path(run_dir) / CHECKPOINTS
@@ -243,8 +248,18 @@ def save_checkpoint(run_dir: Path, step: int, model: Any, optimizer: Any, meta: 
         rng_tensors, rng_meta = _rng_state()
         with atomic_open(tmp / STATE_TENSORS, "wb") as fh:
             fh.write(save({**tensors, **rng_tensors}))
+        parts_meta: dict[str, Any] = {}
+        if parts:
+            part_tensors: dict[str, Any] = {}
+            for name, (module, part_optimizer) in parts.items():
+                part_tensors.update({f"{name}.weights.{k}": v for k, v in _state_tensors(module).items()})
+                opt_tensors, parts_meta[name] = _optimizer_tensors(part_optimizer)
+                part_tensors.update({f"{name}.{k}": v for k, v in opt_tensors.items()})
+            with atomic_open(tmp / PARTS_TENSORS, "wb") as fh:
+                fh.write(save(part_tensors))
         with atomic_open(tmp / STATE_FILE, "w", encoding="utf-8") as fh:
-            json.dump({**meta, "step": step, "optimizer": opt_meta, "rng": rng_meta}, fh, default=str)
+            json.dump({**meta, "step": step, "optimizer": opt_meta, "rng": rng_meta, "parts": parts_meta}, fh,
+                      default=str)
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
     except BaseException:
@@ -284,9 +299,11 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 def load_checkpoint(
-    path: Path, model: Any, optimizer: Any, *, check: Callable[[dict[str, Any]], None] | None = None
+    path: Path, model: Any, optimizer: Any, *, check: Callable[[dict[str, Any]], None] | None = None,
+    parts: Mapping[str, tuple[Any, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Restore model, optimiser and random generators from one checkpoint; its metadata.
+    """Restore model, optimiser, ``parts`` (see :func:`save_checkpoint`) and random generators from one
+    checkpoint; its metadata.
 
     ``check(metadata)`` runs before anything is restored: a :class:`TsekitError` from it (e.g. "this
     checkpoint is of another run") refuses the checkpoint."""
@@ -295,10 +312,20 @@ def load_checkpoint(
     meta = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
     if check is not None:
         check(meta)
+    saved_parts = meta.pop("parts", {}) or {}
+    missing = sorted(set(parts or {}) - set(saved_parts))
+    if missing:
+        raise TsekitError(f"{path}: holds no state of {', '.join(missing)} (a run with another loss?)")
     weights = load_file(str(path / WEIGHTS_FILE))
     tensors = load_file(str(path / STATE_TENSORS))
+    part_tensors = load_file(str(path / PARTS_TENSORS)) if parts else {}
     model.load_state_dict(weights)
     _restore_optimizer(optimizer, tensors, meta.pop("optimizer"))
+    for name, (module, part_optimizer) in (parts or {}).items():
+        prefix = f"{name}.weights."
+        module.load_state_dict({k[len(prefix):]: v for k, v in part_tensors.items() if k.startswith(prefix)})
+        opt = {k[len(name) + 1:]: v for k, v in part_tensors.items() if k.startswith(f"{name}.opt.")}
+        _restore_optimizer(part_optimizer, opt, saved_parts[name])
     _restore_rng(tensors, meta.pop("rng", {}))
     return dict(meta)
 
@@ -310,6 +337,7 @@ def resume_checkpoint(
     warn: Callable[[str], None],
     *,
     check: Callable[[dict[str, Any]], None] | None = None,
+    parts: Mapping[str, tuple[Any, Any]] | None = None,
 ) -> dict[str, Any] | None:
     """Load the newest intact ``step-*`` checkpoint; damaged newer ones are named through ``warn`` and
     skipped. None when there is no checkpoint; a TsekitError when none is intact (or from ``check``,
@@ -320,7 +348,7 @@ def resume_checkpoint(
     candidates = sorted(root.glob("step-*"), reverse=True)
     for path in candidates:
         try:
-            return load_checkpoint(path, model, optimizer, check=check)
+            return load_checkpoint(path, model, optimizer, check=check, parts=parts)
         except TsekitError:
             raise
         except (SafetensorError, OSError, ValueError, KeyError, RuntimeError) as exc:

@@ -59,11 +59,21 @@ OPTIONAL_KEYS = {".model": ("encoder_preset",)}
 """Keys a config may set that :data:`DEFAULTS` leaves out, so that runs which do not set them keep their hash."""
 
 
+def _optional_keys(where: str) -> tuple[str, ...]:
+    if where == ".train.optim":  # every optimiser field; those DEFAULTS lists keep old runs' hashes
+        import dataclasses
+
+        from tsekit.engine.trainer import OptimConfig
+
+        return tuple(f.name for f in dataclasses.fields(OptimConfig))
+    return OPTIONAL_KEYS.get(where, ())
+
+
 def _merge(base: dict[str, Any], extra: Mapping[str, Any], where: str) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for key, value in extra.items():
-        optional = key in OPTIONAL_KEYS.get(where, ()) or where.endswith(("_options", "simulation", "optim"))
-        if key not in out and not optional:  # options, simulation and optim are checked by their configs
+        optional = key in _optional_keys(where) or where.endswith(("_options", "simulation"))
+        if key not in out and not optional:  # options and simulation are checked by their configs
             raise ConfigError(f"{where}.{key}".lstrip("."), f"unknown key (known: {', '.join(out)})")
         if isinstance(out.get(key), dict) and isinstance(value, Mapping):
             out[key] = _merge(out[key], value, f"{where}.{key}")

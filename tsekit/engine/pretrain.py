@@ -50,12 +50,9 @@ SPEEDS = (0.95, 1.0, 1.05)
 GAIN_DB = 6.0
 
 
-def equal_error_rate(scores: Any, labels: Any) -> float:
-    """EER of ``scores`` (higher = same speaker) for boolean ``labels`` (True = target trial).
-
-    The miss and false-alarm rates are traced over every threshold and the crossing of the linearly
-    interpolated curve with miss = false alarm is returned (the usual ROC-based definition).
-    """
+def error_rates(scores: Any, labels: Any) -> tuple[Any, Any]:
+    """Miss and false-alarm rates of ``scores`` (higher = same speaker) for boolean ``labels`` (True = target
+    trial) at every threshold, from accepting nothing to accepting everything (ties accepted together)."""
     import numpy as np
 
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
@@ -70,8 +67,18 @@ def equal_error_rate(scores: Any, labels: Any) -> float:
     last_of_tie = np.r_[ranked[1:] != ranked[:-1], True]  # accept everything scoring >= ranked[i]
     accepted_targets = np.r_[0, np.cumsum(hits)[last_of_tie]]
     accepted_nontargets = np.r_[0, np.cumsum(~hits)[last_of_tie]]
-    false_alarm = accepted_nontargets / n_nontarget
-    miss = 1.0 - accepted_targets / n_target
+    return 1.0 - accepted_targets / n_target, accepted_nontargets / n_nontarget
+
+
+def equal_error_rate(scores: Any, labels: Any) -> float:
+    """EER of ``scores`` (higher = same speaker) for boolean ``labels`` (True = target trial).
+
+    The miss and false-alarm rates are traced over every threshold (:func:`error_rates`) and the crossing of
+    the linearly interpolated curve with miss = false alarm is returned (the usual ROC-based definition).
+    """
+    import numpy as np
+
+    miss, false_alarm = error_rates(scores, labels)
     i = int(np.argmax(false_alarm >= miss))  # false alarms rise, misses fall; at the end 1 >= 0
     if i == 0:
         return float(false_alarm[0])

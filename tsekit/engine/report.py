@@ -35,6 +35,7 @@ __all__ = [
     "rebuild_report",
     "resolve_baseline",
     "rich_table",
+    "similarity_by_cell",
     "summarize",
     "write_report",
 ]
@@ -218,6 +219,76 @@ def _per_mixture(out_dir: Path, row: Mapping[str, Any], metric: str) -> dict[str
         if column is None or "mixture_id" not in (reader.fieldnames or ()):
             return None
         return {str(r["mixture_id"]): _float(r[column]) for r in reader}
+
+
+def _metrics_rows(out_dir: Path, row: Mapping[str, Any]) -> tuple[list[str], list[dict[str, str]]]:
+    """The header and rows of a result row's ``metrics.csv`` (empty when it has none)."""
+    rel = row.get("metrics_csv")
+    path = out_dir / str(rel) if rel else None
+    if path is None or not path.is_file():
+        return [], []
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        return list(reader.fieldnames or ()), list(reader)
+
+
+def similarity_by_cell(
+    out_dir: str | Path, summaries: Sequence[CellSummary], bins: int = 3
+) -> list[tuple[CellSummary, dict[str, Any]]]:
+    """Per cell (its seeds' mixtures pooled): SI-SDRi and confusion rate by bin of the target–interferer speaker
+    similarity in ``metrics.csv``, and its correlation with SI-SDRi (:func:`tsekit.engine.evaluate.similarity_bins`).
+    Cells whose ``metrics.csv`` has no similarity column are left out."""
+    from tsekit.engine.evaluate import SIMILARITY_COLUMNS, similarity_bins
+
+    out = Path(out_dir)
+    result = []
+    for summary in summaries:
+        column, pooled = None, []
+        for row in summary.rows:
+            header, rows = _metrics_rows(out, row)
+            found = next((c for c in SIMILARITY_COLUMNS if c in header), None)
+            if found is None or (column is not None and found != column):
+                continue
+            column = found
+            pooled += rows
+        if column is not None:
+            result.append((summary, similarity_bins(pooled, column, bins)))
+    return result
+
+
+SIMILARITY_MEANING = {
+    "interferer_similarity": "the cosine between the cell's encoder embedding of the enrollment and of the strongest "
+                             "interferer's clean source",
+    "interference_similarity": "the cosine between the cell's encoder embedding of the enrollment and of the "
+                               "interference (mixture − target; the list names no interferer sources)",
+}
+
+
+def _similarity_section(by_cell: Sequence[tuple[CellSummary, dict[str, Any]]]) -> list[str]:
+    """``report.md``'s section on where confusion comes from (no lines without a similarity column)."""
+    if not by_cell:
+        return []
+    columns = list(dict.fromkeys(stats["column"] for _, stats in by_cell))
+    names = {3: "terciles", 4: "quartiles", 5: "quintiles"}
+    n_bins = len(by_cell[0][1]["bins"])
+    meaning = "; ".join(f"`{c}` is {SIMILARITY_MEANING.get(c, 'a speaker similarity')}" for c in columns)
+    split = names.get(n_bins, f"{n_bins} bins")
+    lead = (f"Per mixture, {meaning}. Mixtures (target present, seeds pooled) are split into {split} of it, low to "
+            "high; r is the Pearson correlation of the similarity with SI-SDRi (two-sided p), ρ Spearman's. A negative "
+            "r means that the more alike the speakers sound to the encoder, the worse the extraction.")
+    lines = ["## Where confusion comes from: target–interferer similarity", "", lead, ""]
+
+    def bins_text(stats: dict[str, Any], key: str, scale: float = 1.0, digits: int = 2) -> str:
+        return " / ".join(_fmt(scale * b[key] if math.isfinite(b[key]) else math.nan, digits) for b in stats["bins"])
+
+    header = ["cell", "n", "similarity range per bin", "SI-SDRi per bin (dB)", "confusion per bin (%)", "r (p)", "ρ"]
+    body = []
+    for summary, stats in by_cell:
+        ranges = " / ".join(f"{_fmt(b['low'])}–{_fmt(b['high'])}" if b["n"] else DASH for b in stats["bins"])
+        r = f"{_fmt(stats['pearson_r'])} ({_fmt_p(stats['p_value'])})" if math.isfinite(stats["pearson_r"]) else DASH
+        body.append([summary.cell, str(stats["n"]), ranges, bins_text(stats, "si_sdri"),
+                     bins_text(stats, "confusion_rate", 100.0, 1), r, _fmt(stats["spearman_rho"])])
+    return [*lines, _markdown(header, body, left=("cell", "similarity range per bin"))]
 
 
 def _paired_stats(diffs: Sequence[float]) -> tuple[float, float, float, float]:
@@ -601,6 +672,7 @@ def write_report(
                                   _fmt_p(d.p_value), str(d.n)] for d in diffs], left=("cell",))]
         else:
             lines += ["No per-mixture metrics shared with the baseline: paired differences skipped.", ""]
+    lines += _similarity_section(similarity_by_cell(out, summaries))
     if pruned_items:
         lines += ["## Pruned cells", ""]
         lines += [f"- `{label}`: {reason}" for label, reason in pruned_items]

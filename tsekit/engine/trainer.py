@@ -164,6 +164,8 @@ def collate(items: list[Mapping[str, Any]]) -> dict[str, Any]:
         out[key] = torch.stack([item[key] for item in items])
     if "enrollment_length" in items[0]:
         out["enrollment_lengths"] = torch.tensor([int(item["enrollment_length"]) for item in items])
+    if "target_speaker" in items[0]:
+        out["target_speakers"] = [str(item["target_speaker"]) for item in items]
     return out
 
 
@@ -212,6 +214,30 @@ def validate(model: Any, batches: list[dict[str, Any]], device: Any, *, registry
     return {"si_sdr": sum(sdr) / n, "si_sdri": sum(sdri) / n, "n": len(sdr)}
 
 
+def _speaker_classes(model: Any, dataset: Any) -> dict[str, int]:
+    """Speaker → class index of the training speakers, when the encoder has a speaker classifier (else empty)."""
+    import torch
+
+    probe = torch.zeros(1, model.encoder.embedding_dim, device=next(model.parameters()).device)
+    with torch.no_grad():
+        if model.encoder.speaker_logits(probe) is None:
+            return {}
+    speakers = list(getattr(dataset, "speakers", ()))
+    heads = int(getattr(getattr(model.encoder, "config", None), "num_speakers", 0) or 0)
+    if not speakers:
+        raise TsekitError("the encoder has a speaker classifier, but the training data names no speakers")
+    if heads and heads < len(speakers):
+        raise TsekitError(f"the encoder's speaker classifier has {heads} classes for {len(speakers)} training "
+                          f"speakers; set the encoder option num_speakers={len(speakers)}")
+    return {speaker: i for i, speaker in enumerate(speakers)}
+
+
+def _needs(loss_fn: Any) -> tuple[str, ...]:
+    """The extras a loss requires (a ``weighted`` loss: its terms')."""
+    required = getattr(loss_fn, "required", None)
+    return tuple(required()) if callable(required) else tuple(getattr(loss_fn, "needs", ()))
+
+
 def dist_backend(local_world: int, gpus: int) -> str:
     """NCCL when every rank on a machine has a GPU of its own; gloo otherwise (CPU, or ranks sharing a GPU)."""
     return "nccl" if gpus and local_world <= gpus else "gloo"
@@ -255,6 +281,17 @@ class _Dist:
         t = torch.tensor([1.0 if flag else 0.0], device=self.device if self.backend == "nccl" else "cpu")
         dist.broadcast(t, 0)  # NCCL moves CUDA tensors only
         return bool(t.item())
+
+    def average_gradients(self, parameters: Any) -> None:
+        """Average the gradients of parameters outside DDP (a discriminator) over the ranks."""
+        if not self.enabled:
+            return
+        import torch.distributed as dist
+
+        for p in parameters:
+            if p.grad is not None:
+                dist.all_reduce(p.grad)
+                p.grad /= self.world
 
     def share(self, value: float) -> float:
         """Rank 0's number, on every rank."""
@@ -375,23 +412,44 @@ def _fit(
                                       find_unused_parameters=True)
     opt_cfg = config.optim
     optimizer = make_optimizer(params, opt_cfg)
+    if isinstance(loss_fn, torch.nn.Module):
+        loss_fn.to(dev)
+    from tsekit.losses import AdversarialLoss
+
+    adversaries = [m for m in (loss_fn.modules() if isinstance(loss_fn, torch.nn.Module) else ())
+                   if isinstance(m, AdversarialLoss)]
+    parts = {f"adversary{i}": (a.discriminator, torch.optim.Adam(a.discriminator.parameters(), lr=a.d_lr,
+                                                                   betas=a.d_betas))
+             for i, a in enumerate(adversaries)}
+
     use_amp = config.amp and dev.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     log_path = run_dir / METRICS
     cache = EmbeddingCache() if model.encoder.frozen else None
+    cue: list[Any] = []  # the embedding of the latest forward, for losses that need it
+    classes = _speaker_classes(model, dataset)  # the encoder's speaker head's classes, when it has one
+    if classes and dist.enabled:
+        raise TsekitError("the encoder's speaker classification loss is not supported under torchrun yet; "
+                          "set the encoder option num_speakers=0")
+    hook = None
+    if ("embedding" in _needs(loss_fn) or classes) and cache is None:
+        hook = model.encoder.register_forward_hook(lambda module, args, out: cue.append(out))
+    own_speaker_loss = bool(classes) and "speaker_logits" not in _needs(loss_fn)
 
     step, elapsed, cpu_elapsed, best, bad_vals, history = 0, 0.0, 0.0, -math.inf, 0, []
     lr_scale, plateau_bad = 1.0, 0  # plateau: the reductions so far, validations since the last better one
     window: list[float] = []  # train losses since the last log row
+    d_window: list[float] = []  # discriminator losses since the last log row
     torch.manual_seed(config.seed)
     if dist.main:
         clean_partial_checkpoints(run_dir)  # checkpoint writes that were killed
-    meta = resume_checkpoint(run_dir, model, optimizer, on_warning)
+    meta = resume_checkpoint(run_dir, model, optimizer, on_warning, parts=parts)
     if meta is not None:
         step, elapsed, best, bad_vals = meta["step"], meta["elapsed_s"], meta["best"], meta["bad_vals"]
         cpu_elapsed = float(meta.get("cpu_s", 0.0))
         history = meta.get("history", [])
         window = [float(x) for x in meta.get("log_window", [])]
+        d_window = [float(x) for x in meta.get("d_log_window", [])]
         lr_scale, plateau_bad = float(meta.get("lr_scale", 1.0)), int(meta.get("plateau_bad", 0))
     if dist.main:
         _truncate_log(log_path, step)
@@ -405,9 +463,9 @@ def _fit(
             save_checkpoint(
                 run_dir, step, model, optimizer,
                 {"elapsed_s": elapsed + time.monotonic() - started, "cpu_s": cpu_now(), "best": best, "bad_vals": bad_vals,
-                 "history": history, "log_window": window, "lr_scale": lr_scale, "plateau_bad": plateau_bad,
-                 **(run_meta or {})},
-                keep=config.keep_checkpoints,
+                 "history": history, "log_window": window, "d_log_window": d_window, "lr_scale": lr_scale,
+                 "plateau_bad": plateau_bad, **(run_meta or {})},
+                keep=config.keep_checkpoints, parts=parts,
             )
 
     def cpu_now() -> float:
@@ -432,20 +490,44 @@ def _fit(
             items = [dataset[i] for i in range(first, first + config.batch_size)]
             batch = collate(items)
             mixture, target = batch["mixture"].to(dev), batch["target"].to(dev)
+            cue.clear()
             with torch.autocast(dev.type, enabled=use_amp):
                 enrollment = batch["enrollment"].to(dev)
                 if cache is not None:
                     raw = [it.get("enrollment_key") for it in items]
                     keys = None if None in raw else [str(k) for k in raw]
-                    estimate = net(mixture, embedding=cache.embed(model, enrollment, batch.get("enrollment_lengths"), keys))
+                    cue.append(cache.embed(model, enrollment, batch.get("enrollment_lengths"), keys))
+                    estimate = net(mixture, embedding=cue[-1])
                 else:
                     estimate = net(mixture, enrollment, batch.get("enrollment_lengths"))
-                extras: dict[str, Any] = {"mixture": mixture, "sample_rate": model.sample_rate}
+                extras: dict[str, Any] = {"mixture": mixture, "sample_rate": model.sample_rate, "step": step,
+                                          "reencode": model.reencode}
+                if cue:
+                    extras["embedding"] = cue[-1]
                 for extra in ("scales", "sources"):  # SpEx+'s last_scales, sepselect's last_sources
                     value = getattr(model.backbone, f"last_{extra}", None)
                     if value is not None:
                         extras[extra] = value
-                loss = loss_fn(estimate.float(), target.float(), **extras) / opt_cfg.grad_accum
+                if classes and cue:
+                    extras["speaker_logits"] = model.encoder.speaker_logits(cue[-1])
+                    extras["speaker_ids"] = torch.tensor([classes[s] for s in batch["target_speakers"]], device=dev)
+            for adversary, (disc, d_opt) in zip(adversaries, parts.values(), strict=True):
+                if step < adversary.start_step:
+                    continue
+                for group in d_opt.param_groups:
+                    group["lr"] = adversary.d_lr_at(step)
+                d_opt.zero_grad(set_to_none=True)
+                d_loss = adversary.discriminator_loss(estimate.detach().float(), target.float(), **extras)
+                d_loss.backward()
+                dist.average_gradients(disc.parameters())
+                d_opt.step()
+                d_window.append(float(d_loss.detach()))
+            with torch.autocast(dev.type, enabled=use_amp):
+                loss = loss_fn(estimate.float(), target.float(), **extras)
+                if own_speaker_loss:  # the encoder's head, weighed by its speaker_loss_weight (SpEx+: 0.5)
+                    weight = float(getattr(model.encoder, "speaker_loss_weight", 0.0))
+                    loss = loss + weight * model.encoder.speaker_loss(cue[-1], extras["speaker_ids"])
+                loss = loss / opt_cfg.grad_accum
             scaler.scale(loss).backward()
             total += float(loss.detach())
         if not math.isfinite(total):
@@ -460,8 +542,10 @@ def _fit(
         if dist.main and step % config.log_every == 0:
             row = {"step": step, "split": "train", "loss": sum(window) / len(window),
                    "lr": optimizer.param_groups[0]["lr"], "time_s": now, "cpu_s": cpu_now()}
+            if d_window:
+                row["d_loss"] = sum(d_window) / len(d_window)
             _log(log_path, row)
-            window = []
+            window, d_window = [], []
             if on_progress:
                 on_progress(row)
         if val_batches and (step % config.val_every == 0 or step == config.max_steps):
@@ -494,6 +578,8 @@ def _fit(
         checkpoint()
     if dist.main:
         save_model(model, run_dir / "last", {"step": step})
+    if hook is not None:
+        hook.remove()
     dist.close()
     return {
         "steps": step,

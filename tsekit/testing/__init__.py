@@ -235,6 +235,9 @@ def _loss_extras(target: Any) -> dict[str, Any]:
         "speaker_logits": torch.randn(batch, 5, requires_grad=True),
         "speaker_ids": torch.arange(batch),
         "sample_rate": 16000,
+        "embedding": torch.randn(batch, 3),
+        "reencode": lambda wav: torch.stack([wav.mean(-1), wav.pow(2).mean(-1), wav[..., ::2].mean(-1)], -1),
+        "step": 0,
     }
 
 

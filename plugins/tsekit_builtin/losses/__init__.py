@@ -8,6 +8,13 @@
   (``sepselect``); without noise the second reference is the interferers' image, with noise it includes the noise.
 - ``speaker-ce``: auxiliary speaker classification cross-entropy, optionally AAM-softmax.
 - ``weighted``: a weighted sum of other registered losses (see :func:`tsekit.losses.parse_loss`).
+- ``embedding-consistency``: the estimate, re-encoded by the model's speaker encoder, must match the cue it was
+  extracted with (Spectron): 1 − cosine (or the squared distance) of the two embeddings. A frozen encoder's
+  weights stay fixed; the gradient reaches the estimate.
+- ``adversarial``: the generator's term of a GAN whose multi-scale waveform discriminator the loss owns
+  (MelGAN's: the waveform at 1, 1/2, 1/4 of the rate, strided grouped convolutions), LSGAN or hinge objective,
+  optional gradient penalty, and the discriminator's own Adam with a learning-rate warm-up (Spectron's
+  refinement); the trainer trains the discriminator (:class:`tsekit.losses.AdversarialLoss`).
 
 Target-absent rows (the target speaker is silent, so the target is ~0 and SI-SDR/SNR are undefined,
 WeSep#22) are scored on the estimate's energy instead: ``10·log10(‖ŝ‖²/R + 10^(-floor/10))`` with R the
@@ -38,6 +45,8 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "multiscale-si-sdr": ("scales",),
     "pit-si-sdr": ("sources", "mixture"),
     "speaker-ce": ("speaker_logits", "speaker_ids"),
+    "embedding-consistency": ("reencode", "embedding"),
+    "adversarial": ("step",),
 }
 
 
@@ -124,6 +133,43 @@ class WeightedConfig:
             raise ValueError("weights must be finite and ≥ 0")
 
 
+@dataclass(frozen=True)
+class EmbeddingConsistencyConfig:
+    distance: Literal["cosine", "mse"] = field(
+        default="cosine", metadata={"help": "1 − cosine similarity, or squared distance of unit-length embeddings"}
+    )
+    absent_threshold: float = field(
+        default=1e-8, metadata={"help": "rows whose target's mean power is at most this are left out (target absent)"}
+    )
+
+    def __post_init__(self) -> None:
+        if self.distance not in ("cosine", "mse") or self.absent_threshold < 0:
+            raise ValueError("distance must be cosine or mse, absent_threshold ≥ 0")
+
+
+@dataclass(frozen=True)
+class AdversarialConfig:
+    objective: Literal["lsgan", "hinge"] = field(default="lsgan", metadata={"help": "GAN objective"})
+    scales: int = field(default=3, metadata={"help": "discriminators on the waveform at 1, 1/2, 1/4 … of the rate"})
+    channels: int = field(default=16, metadata={"help": "first layer's channels of each scale's discriminator"})
+    layers: int = field(default=3, metadata={"help": "strided (×4) grouped convolutions per discriminator"})
+    gradient_penalty: float = field(
+        default=0.0, metadata={"help": "weight of the gradient penalty (‖∇D‖ − 1)² on real/fake interpolates"}
+    )
+    lr: float = field(default=1e-4, metadata={"help": "discriminator learning rate"})
+    betas: tuple[float, float] = field(default=(0.5, 0.9), metadata={"help": "discriminator Adam betas"})
+    warmup_steps: int = field(default=1000, metadata={"help": "discriminator learning-rate warm-up (steps)"})
+    start_step: int = field(default=0, metadata={"help": "training step where the adversarial game starts"})
+
+    def __post_init__(self) -> None:
+        if self.objective not in ("lsgan", "hinge"):
+            raise ValueError(f"objective must be lsgan or hinge, got {self.objective!r}")
+        if min(self.scales, self.channels, self.layers) < 1 or self.gradient_penalty < 0 or not self.lr > 0:
+            raise ValueError("scales, channels, layers ≥ 1, gradient_penalty ≥ 0 and lr > 0 are required")
+        if self.warmup_steps < 0 or self.start_step < 0 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError("warmup_steps ≥ 0, start_step ≥ 0 and betas in [0, 1) are required")
+
+
 def _caps(name: str, description: str) -> GenericCaps:
     return GenericCaps(description, extras={"needs": list(NEEDS[name])})
 
@@ -183,6 +229,24 @@ def tsekit_register_losses(register: Registrar) -> None:
         capabilities=_caps("speaker-ce", "cross-entropy of speaker_logits vs speaker_ids; AAM when margin > 0"),
         presets={"aam": {"margin": 0.2, "scale": 30.0}},
         summary="auxiliary speaker classification cross-entropy (optionally AAM-softmax)",
+    )
+    register(
+        "embedding-consistency",
+        f"{IMPL}:EmbeddingConsistencyLoss",
+        config=EmbeddingConsistencyConfig,
+        capabilities=_caps("embedding-consistency", "1 − cos(encoder(estimate), cue) (Spectron)"),
+        aliases=("consistency",),
+        summary="the re-encoded estimate must match the speaker cue (Spectron)",
+    )
+    register(
+        "adversarial",
+        f"{IMPL}:AdversarialWaveformLoss",
+        config=AdversarialConfig,
+        capabilities=_caps("adversarial", "generator term against a multi-scale waveform discriminator it owns"),
+        presets={"spectron": {"objective": "lsgan", "gradient_penalty": 10.0, "warmup_steps": 2000},
+                 "hinge": {"objective": "hinge"}},
+        aliases=("gan",),
+        summary="GAN refinement: LSGAN/hinge vs a multi-scale waveform discriminator (trained alongside)",
     )
     register(
         "weighted",

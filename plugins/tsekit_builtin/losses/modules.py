@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from tsekit.errors import TsekitError
-from tsekit.losses import Loss
+from tsekit.losses import AdversarialLoss, Loss
 from tsekit_builtin.losses import NEEDS
 
 
@@ -235,3 +235,100 @@ class WeightedLoss(Loss):
         total = sum(w * v for w, v in zip(self.weights, values, strict=True))
         assert isinstance(total, Tensor)
         return total
+
+
+class EmbeddingConsistencyLoss(Loss):
+    """Distance between the re-encoded estimate and the cue; target-absent rows are left out."""
+
+    needs = NEEDS["embedding-consistency"]
+    name = "embedding-consistency"
+
+    def __init__(self, config: Any) -> None:
+        super().__init__()
+        self.config = config
+
+    def forward(self, estimate: Tensor, target: Tensor, **extras: Any) -> Tensor:
+        estimate, target = _pair(estimate, target, self.name)
+        present = target.pow(2).mean(-1) > self.config.absent_threshold
+        if not bool(present.any()):
+            return estimate.sum() * 0.0
+        again = F.normalize(extras["reencode"](estimate[present]).float(), dim=-1)
+        cue = F.normalize(extras["embedding"][present].detach().float(), dim=-1)
+        if self.config.distance == "cosine":
+            return (1.0 - (again * cue).sum(-1)).mean()
+        return (again - cue).pow(2).sum(-1).mean()
+
+
+class ScaleDiscriminator(torch.nn.Module):
+    """MelGAN's waveform discriminator: wide conv, strided grouped convs (×4), two narrow convs → score map."""
+
+    def __init__(self, channels: int, layers: int) -> None:
+        super().__init__()
+        convs = [torch.nn.Conv1d(1, channels, 15, padding=7)]
+        width = channels
+        for _ in range(layers):
+            wider = min(width * 4, 1024)
+            convs.append(torch.nn.Conv1d(width, wider, 41, stride=4, padding=20, groups=max(1, width // 4)))
+            width = wider
+        convs.append(torch.nn.Conv1d(width, width, 5, padding=2))
+        self.convs = torch.nn.ModuleList(convs)
+        self.out = torch.nn.Conv1d(width, 1, 3, padding=1)
+
+    def forward(self, wav: Tensor) -> Tensor:
+        x = wav.unsqueeze(1)
+        for conv in self.convs:
+            x = F.leaky_relu(conv(x), 0.2)
+        return self.out(x)
+
+
+class MultiScaleDiscriminator(torch.nn.Module):
+    def __init__(self, scales: int, channels: int, layers: int) -> None:
+        super().__init__()
+        self.scales = torch.nn.ModuleList(ScaleDiscriminator(channels, layers) for _ in range(scales))
+
+    def forward(self, wav: Tensor) -> list[Tensor]:
+        scores = []
+        for i, disc in enumerate(self.scales):
+            if i:
+                wav = F.avg_pool1d(wav.unsqueeze(1), 4, stride=2, padding=1, count_include_pad=False).squeeze(1)
+            scores.append(disc(wav))
+        return scores
+
+
+class AdversarialWaveformLoss(AdversarialLoss):
+    """Generator term of LSGAN ((D(ŝ) − 1)²) or hinge (−D(ŝ)), averaged over the scales; 0 before ``start_step``."""
+
+    needs = NEEDS["adversarial"]
+    name = "adversarial"
+
+    def __init__(self, config: Any) -> None:
+        super().__init__()
+        self.config = config
+        self.discriminator = MultiScaleDiscriminator(config.scales, config.channels, config.layers)
+        self.start_step, self.d_lr = config.start_step, config.lr
+        self.d_betas, self.d_warmup_steps = tuple(config.betas), config.warmup_steps
+
+    def forward(self, estimate: Tensor, target: Tensor, **extras: Any) -> Tensor:
+        estimate, _ = _pair(estimate, target, self.name)
+        if int(extras["step"]) < self.start_step:
+            return estimate.sum() * 0.0
+        scores = self.discriminator(estimate)
+        if self.config.objective == "lsgan":
+            return torch.stack([(s - 1).pow(2).mean() for s in scores]).mean()
+        return torch.stack([-s.mean() for s in scores]).mean()
+
+    def discriminator_loss(self, estimate: Tensor, target: Tensor, **extras: Any) -> Tensor:
+        estimate, target = _pair(estimate.detach(), target, self.name)
+        real, fake = self.discriminator(target), self.discriminator(estimate)
+        if self.config.objective == "lsgan":
+            terms = [(r - 1).pow(2).mean() + f.pow(2).mean() for r, f in zip(real, fake, strict=True)]
+        else:
+            terms = [F.relu(1 - r).mean() + F.relu(1 + f).mean() for r, f in zip(real, fake, strict=True)]
+        loss = torch.stack(terms).mean()
+        if self.config.gradient_penalty > 0:
+            alpha = torch.rand(target.shape[0], 1, device=target.device, dtype=target.dtype)
+            mixed = (alpha * target + (1 - alpha) * estimate).requires_grad_(True)
+            scores = sum(s.sum() for s in self.discriminator(mixed))
+            (grad,) = torch.autograd.grad(scores, mixed, create_graph=True)
+            loss = loss + self.config.gradient_penalty * (grad.norm(dim=-1) - 1).pow(2).mean()
+        return loss
