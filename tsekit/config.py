@@ -154,6 +154,21 @@ def config_fields(cls: type | None) -> list[dict[str, Any]]:
     return out
 
 
+def parse_encoder_options(items: list[str]) -> dict[str, str]:
+    """``--set`` items ``["channels=512", "encoder.source=DIR"]`` → encoder options (values as strings; the
+    encoder's config coerces them)."""
+    from tsekit.errors import TsekitError
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip().removeprefix("encoder.")
+        if not sep or not key or "." in key:
+            raise TsekitError(f"--set {item!r}: expected OPTION=VALUE (an encoder option, e.g. channels=512)")
+        out[key] = value
+    return out
+
+
 def config_to_dict(config: Any) -> dict[str, Any]:
     if config is None:
         return {}

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import typer
 
 from tsekit.cli.commands import state_of
+from tsekit.config import parse_encoder_options
 from tsekit.errors import TsekitError
 
 if TYPE_CHECKING:
@@ -20,18 +21,6 @@ def install(app: typer.Typer, state: State) -> None:
     encoders_app = typer.Typer(help="Speaker encoders on their own.", no_args_is_help=True)
     app.add_typer(encoders_app, name="encoders")
     encoders_app.command("eval", epilog=state.names_epilog("encoder"))(encoders_eval)
-
-
-def parse_encoder_options(items: list[str]) -> dict[str, str]:
-    """``["channels=512", "encoder.source=DIR"]`` → encoder options (as ``pretrain-encoder --set`` takes them)."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        key = key.strip().removeprefix("encoder.")
-        if not sep or not key or "." in key:
-            raise TsekitError(f"--set {item!r}: expected OPTION=VALUE (an encoder option, e.g. source=DIR)")
-        out[key] = value
-    return out
 
 
 def parse_speakers(text: str | None) -> int | list[str] | None:

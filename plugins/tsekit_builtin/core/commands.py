@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from tsekit.config import parse_encoder_options
 from tsekit.errors import TsekitError
 
 _UNITS = {"s": 1, "m": 60, "h": 3600}
@@ -27,18 +28,6 @@ def parse_duration(text: str) -> float:
     if seconds <= 0:
         raise TsekitError(f"--max-time {text!r}: must be longer than 0 s")
     return seconds
-
-
-def parse_options(items: list[str]) -> dict[str, str]:
-    """``["channels=512", "encoder.lin_neurons=128"]`` → encoder options."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        key = key.strip().removeprefix("encoder.")
-        if not sep or not key or "." in key:
-            raise TsekitError(f"--set {item!r}: expected OPTION=VALUE (an encoder option, e.g. channels=512)")
-        out[key] = value
-    return out
 
 
 def install(app: typer.Typer) -> None:
@@ -67,7 +56,7 @@ def install(app: typer.Typer) -> None:
         """Train a speaker encoder (AAM-softmax speaker classification), save it to OUT (ecapa/xvector: a
         speechbrain folder for source=OUT; joint: init=OUT; others: encoder.safetensors + encoder.json), and
         report the EER on held-out speakers before and after."""
-        options = parse_options(set_ or [])
+        options = parse_encoder_options(set_ or [])
         budget = parse_duration(max_time) if max_time is not None else None
         import torch
 
