@@ -196,7 +196,8 @@ def test_killing_an_ablation_stops_its_workers(sig: signal.Signals, tmp_path: Pa
             "--preset", "tiny", *[a for o in overrides for a in ("-o", o)],
             "--eval-size", "2", "--eval-seconds", "1.0", "--eval-speakers", "4"]
     parent = subprocess.Popen([sys.executable, "-m", "tsekit.cli", *args], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, env={**os.environ, "TSEKIT_THREADS": "1"})
+                              stderr=subprocess.DEVNULL, env={**os.environ, "TSEKIT_THREADS": "1"},
+                              restore_signals=True)
     workers: list[int] = []
     try:
         deadline = time.monotonic() + 120

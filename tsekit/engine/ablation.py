@@ -457,7 +457,8 @@ PARENT_PID = "TSEKIT_ABLATE_PARENT"
 
 
 def _exit_on_termination() -> Callable[[], None]:
-    """Turn SIGTERM and SIGHUP into SystemExit, so ``finally`` blocks stop the workers; returns the undo."""
+    """Turn SIGTERM and SIGHUP (and an ignored SIGINT) into SystemExit, so ``finally`` blocks stop the workers;
+    returns the undo."""
     import signal
     import threading
 
@@ -468,6 +469,8 @@ def _exit_on_termination() -> Callable[[], None]:
         raise SystemExit(128 + signum)
 
     previous = {sig: signal.signal(sig, leave) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:  # inherited (a background job, a parent's Ray): honour it
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, leave)
 
     def restore() -> None:
         for sig, handler in previous.items():
