@@ -69,7 +69,7 @@ def test_the_check_catches_each_form(tmp_path: Path) -> None:
 
 
 
-NEWER_UNITS = {"auxnet", "importers"}
+NEWER_UNITS = {"auxnet", "importers", "vads"}
 """Units added after the ``<unit>_impl`` layout was retired: they never had an old path."""
 
 

@@ -18,10 +18,11 @@ from tsekit.plugins import load_plugins, reset_plugins
 
 GUIDE = Path(__file__).parents[1] / "docs" / "plugins.md"
 PUBLIC = {"tsekit", "tsekit.contracts", "tsekit.nn", "tsekit.errors", "tsekit.losses", "tsekit.metrics",
-          "tsekit.importing", "tsekit.testing"}
+          "tsekit.importing", "tsekit.vad", "tsekit.testing"}
 BLOCK = re.compile(r"^```(\w+)(?: file=(\S+))?\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 KINDS = {"encoder": ["spectral-mean"], "fusion": ["bias"], "backbone": ["masknet"], "selector": ["consensus"],
-         "loss": ["relative-l1"], "metric": ["level-error"], "importer": ["my-toolkit"]}
+         "loss": ["relative-l1"], "metric": ["level-error"], "importer": ["my-toolkit"],
+         "vad": ["energy"]}
 
 
 def blocks() -> list[tuple[str, str | None, str]]:
@@ -64,11 +65,11 @@ def test_every_kind_has_a_worked_example() -> None:
     names = {name for _, name, _ in blocks() if name}
     assert {name for name in names if name.startswith("my_plugin/")} == {"my_plugin/__init__.py", "my_plugin/modules.py"}
     hooks = "".join(code for _, name, code in blocks() if name == "my_plugin/__init__.py")
-    for hook in ("encoders", "fusions", "backbones", "selectors", "losses", "metrics", "importers", "commands"):
+    for hook in ("encoders", "fusions", "backbones", "selectors", "losses", "metrics", "importers", "vads", "commands"):
         assert f"def tsekit_register_{hook}(" in hooks
     modules = "".join(code for _, name, code in blocks() if name == "my_plugin/modules.py")
     factories = re.findall(r'"my_plugin\.modules:(\w+)"', hooks)
-    assert len(factories) == 7 and all(f"class {cls}(" in modules for cls in factories)
+    assert len(factories) == 8 and all(f"class {cls}(" in modules for cls in factories)
 
 
 def test_the_guide_teaches_the_layout_of_the_example_and_the_builtins() -> None:

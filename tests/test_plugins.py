@@ -199,7 +199,7 @@ def test_every_hook_is_documented() -> None:
 
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     hooks = [n for n in dir(hookspecs) if n.startswith("tsekit_")]
-    assert len(hooks) == 8
+    assert len(hooks) == 9
     for name in hooks:
         assert getattr(hookspecs, name).__doc__, name
         assert name in readme, f"{name} missing from README"

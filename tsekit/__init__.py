@@ -10,6 +10,8 @@ Public API (torch is imported only when a model is built):
   load_model(path)             a trained model with .enroll(...) and .extract(...)
   ablate(...)                  the `tsekit ablate` grid (see tsekit.engine.ablation)
   pretrain_encoder(...)        the `tsekit pretrain-encoder` engine: any trainable encoder, speaker classification
+  export_model(path, out)      the `tsekit export` engine: ONNX graphs for onnxruntime
+  load_onnx_model(folder)      an exported model with .enroll(...) and .extract(...), without torch
 
 The modules a plugin or a script may import are PUBLIC_MODULES; everything else is machinery that may move
 (moved modules keep their old path for a release, with a DeprecationWarning). PLUGIN_API is the version of
@@ -50,7 +52,11 @@ PUBLIC_MODULES = (
     "tsekit.swap",       # embedding swaps
     "tsekit.plan",       # the model planner: components, configs, sites and every placement check
     "tsekit.importing",  # checkpoints of other toolkits: CheckpointImporter, import_checkpoint
+    "tsekit.vad",        # speech detection: the vad contract (VoiceActivityDetector), speech_spans
+    "tsekit.refselect",  # reference selection from long recordings: select_reference, RefSelection
     "tsekit.testing",    # the conformance suite
+    "tsekit.export",     # ONNX export: export_model, quantisation, the parity check
+    "tsekit.onnx_inference",  # exported models without torch: OnnxExtractor, load_onnx_model, read_manifest
 )
 
 __all__ = [
@@ -68,10 +74,12 @@ __all__ = [
     "__version__",
     "ablate",
     "build",
+    "export_model",
     "get_registry",
     "hookimpl",
     "import_checkpoint",
     "load_model",
+    "load_onnx_model",
     "load_plugins",
     "plan_model",
     "pretrain_encoder",
@@ -90,6 +98,8 @@ _LAZY = {
     "load_model": "tsekit.inference",
     "import_checkpoint": "tsekit.importing",
     "DEFAULT_MODEL": "tsekit.inference",
+    "export_model": "tsekit.export",
+    "load_onnx_model": "tsekit.onnx_inference",
     "train": "tsekit.engine.experiment",
 }
 
@@ -97,9 +107,11 @@ if TYPE_CHECKING:
     from tsekit.engine.ablation import ablate
     from tsekit.engine.experiment import train
     from tsekit.engine.pretrain import pretrain_encoder
+    from tsekit.export import export_model
     from tsekit.importing import import_checkpoint
     from tsekit.inference import DEFAULT_MODEL, load_model
     from tsekit.model import TSEModel, build
+    from tsekit.onnx_inference import load_onnx_model
     from tsekit.plan import plan as plan_model
     from tsekit.plugins import load_plugins
     from tsekit.registry import Registry, get_registry

@@ -157,11 +157,12 @@ def _build(spec: ComponentSpec, config: Any, caps: Any) -> Any:
 def _built_problems(kind: str, built: Any, caps: Any) -> list[str]:
     from tsekit import nn
     from tsekit.importing import CheckpointImporter
+    from tsekit.vad import VoiceActivityDetector
 
     base = {"encoder": nn.SpeakerEncoder, "fusion": nn.Fusion, "backbone": nn.Backbone,
-            "selector": nn.ReferenceSelector, "importer": CheckpointImporter}.get(kind)
+            "selector": nn.ReferenceSelector, "importer": CheckpointImporter, "vad": VoiceActivityDetector}.get(kind)
     if base is not None and not isinstance(built, base):
-        return [f"built a {type(built).__name__}, not a tsekit.nn.{base.__name__}"]
+        return [f"built a {type(built).__name__}, not a {base.__module__}.{base.__name__}"]
     if kind == "encoder" and (built.embedding_dim, built.sample_rate) != (caps.embedding_dim, caps.sample_rate):
         return [(f"built embedding_dim {built.embedding_dim} at {built.sample_rate} Hz, but its capabilities "
                  f"declare {caps.embedding_dim} at {caps.sample_rate} Hz")]

@@ -95,6 +95,16 @@ def tsekit_register_importers(register: Any) -> None:
 
 
 @hookspec
+def tsekit_register_vads(register: Any) -> None:
+    """Register speech detectors (voice activity detection; see :mod:`tsekit.vad`).
+
+    The factory is called as ``factory(config)`` and returns a :class:`tsekit.vad.VoiceActivityDetector`
+    whose ``speech(wav, sample_rate)`` returns speech spans in samples. The built-in ``silero`` is the default
+    (``--vad NAME`` picks another; ``override=True`` on ``silero`` replaces it everywhere).
+    """
+
+
+@hookspec
 def tsekit_register_commands(app: Any) -> None:
     """Add Typer commands or sub-apps to the ``tsekit`` CLI.
 
@@ -110,5 +120,6 @@ COMPONENT_HOOKS: dict[str, str] = {
     "loss": "tsekit_register_losses",
     "metric": "tsekit_register_metrics",
     "importer": "tsekit_register_importers",
+    "vad": "tsekit_register_vads",
 }
 KINDS: tuple[str, ...] = tuple(COMPONENT_HOOKS)

@@ -40,7 +40,8 @@ class Extractor:
 
     def __init__(self, model: Any, *, selector: str = "cluster", chunk_seconds: float = 30.0,
                  overlap_seconds: float = 1.0, rescale: bool = True, registry: Any = None,
-                 notice: Callable[[str], None] | None = None, allow_no_speech: bool = False) -> None:
+                 notice: Callable[[str], None] | None = None, allow_no_speech: bool = False,
+                 vad: str | None = None) -> None:
         for name, value in (("chunk_seconds", chunk_seconds), ("overlap_seconds", overlap_seconds)):
             if not math.isfinite(value) or value < 0:
                 raise TsekitError(f"{name} must be a finite number of seconds ≥ 0, got {value}")
@@ -50,6 +51,7 @@ class Extractor:
         self.selector_name, self.registry, self.notice = selector, registry, notice
         self.chunk_seconds, self.overlap_seconds = chunk_seconds, overlap_seconds
         self.rescale, self.allow_no_speech = rescale, allow_no_speech
+        self.vad = vad  # a registered VAD's name (None: tsekit.vad.DEFAULT_VAD)
 
     @property
     def sample_rate(self) -> int:
@@ -85,7 +87,7 @@ class Extractor:
         """Refuse an enrollment without speech, or only warn with ``allow_no_speech``."""
         from tsekit.vad import no_speech_message
 
-        message = no_speech_message(what, wav, sample_rate)
+        message = no_speech_message(what, wav, sample_rate, self.vad, self.registry)
         if message is None:
             return
         if not self.allow_no_speech:
@@ -116,17 +118,45 @@ class Extractor:
             from tsekit.registry import get_registry
 
             selector = (self.registry or get_registry()).create("selector", self.selector_name)
+            return selector.select(wavs, self.embed, sample_rate=self.sample_rate).embedding
 
-            def embed(batch: Any, lengths: Any) -> Any:
-                dev = self.device
-                return self.model.enroll(batch.to(dev), None if lengths is None else lengths.to(dev)).cpu()
-
-            return selector.select(wavs, embed, sample_rate=self.sample_rate).embedding
-
-    def extract(self, mixture: AudioInput, embedding: Any, sample_rate: int | None = None) -> tuple[Any, int]:
-        """The target ``[T]`` at the mixture's own rate and exact length, and that rate."""
+    def embed(self, batch: Any, lengths: Any = None) -> Any:
+        """The model's encoder on waveforms ``[B, T]`` at the model's rate (with ``lengths`` ``[B]``) → ``[B, D]``."""
         import torch
 
+        dev = self.device
+        with torch.inference_mode():
+            return self.model.enroll(batch.to(dev), None if lengths is None else lengths.to(dev)).cpu()
+
+    def select_reference(self, mixture: AudioInput, references: AudioInput | Sequence[AudioInput],
+                         mode: str = "sliding", *, sample_rate: int | None = None,
+                         spans: Sequence[tuple[float, float]] | None = None, config: Any = None) -> Any:
+        """Find the target's reference inside ``mixture`` (a long recording) and correct the enrollment's
+        embedding with it (:func:`tsekit.refselect.select_reference`). ``spans``: the target-alone ground truth
+        in seconds, for ``mode="oracle"``. Returns a :class:`tsekit.refselect.RefSelection` whose ``embedding``
+        goes to :meth:`extract`, with spans and ``reference`` audio at the model's rate."""
+        from tsekit.refselect import select_reference
+
+        what = str(mixture) if isinstance(mixture, str | Path) else "mixture"
+        wav, sr = self._load(mixture, sample_rate, what)
+        recording = self._to_model_rate(wav, sr)
+        enrollment = self.enroll(references, sample_rate)
+        rate = self.sample_rate
+        oracle = None if spans is None else [(round(a * rate), round(b * rate)) for a, b in spans]
+        found = select_reference(recording, enrollment, self.embed, rate, mode, config=config, vad=self.vad,
+                                 registry=self.registry, oracle_spans=oracle)
+        if found.reference is None:  # given: the (first) enrollment is the reference
+            first = references[0] if isinstance(references, list | tuple) else references
+            ref, ref_sr = self._load(first, sample_rate, "enrollment")
+            found.reference = self._to_model_rate(ref, ref_sr)
+        return found
+
+    def extract(self, mixture: AudioInput, embedding: Any, sample_rate: int | None = None) -> tuple[Any, int]:
+        """The target ``[T]`` at the mixture's own rate and exact length, and that rate. ``embedding``: from
+        :meth:`enroll`, or a :class:`tsekit.refselect.RefSelection` (its corrected embedding)."""
+        import torch
+
+        embedding = getattr(embedding, "embedding", embedding)
         what = str(mixture) if isinstance(mixture, str | Path) else "mixture"
         wav, sr = self._load(mixture, sample_rate, what)
         x = self._to_model_rate(wav, sr)
@@ -183,19 +213,27 @@ def mixture_consistent_scale(estimate: Any, mixture: Any) -> Any:
 def load_model(path: str | Path | None = None, *, device: str = "cpu", registry: Any = None, **options: Any) -> Extractor:
     """A saved model (run folder, ``best/`` or ``last/`` folder, or ``model.json``) as an :class:`Extractor`;
     ``None`` loads the shipped default model (:data:`DEFAULT_MODEL`). ``options`` go to :class:`Extractor`, e.g.
-    ``allow_no_speech=True`` to accept an enrollment in which no speech is detected (with a warning)."""
-    from tsekit.engine.checkpoint import SPEC_FILE
+    ``allow_no_speech=True`` to accept an enrollment in which no speech is detected (with a warning), or
+    ``vad="NAME"`` for a registered speech detector other than Silero."""
     from tsekit.engine.checkpoint import load_model as load_checkpoint
+
+    path = model_path(path)
+    return Extractor(load_checkpoint(path, registry=registry, device=device), registry=registry, **options)
+
+
+def model_path(path: str | Path | None) -> Path:
+    """Where :func:`load_model` reads ``path`` from: the default model for None, a run folder's ``best/`` (else
+    ``last/``) when the folder itself holds no ``model.json``."""
+    from tsekit.engine.checkpoint import SPEC_FILE
 
     if path is None:
         if not (DEFAULT_MODEL / SPEC_FILE).is_file():
             raise TsekitError(f"no default model is installed ({DEFAULT_MODEL / SPEC_FILE} is missing); "
                               "pass --model with a run folder or model folder")
-        path = DEFAULT_MODEL
+        return DEFAULT_MODEL
     path = Path(path)
-    if path.is_dir() and not (path / "model.json").is_file():
+    if path.is_dir() and not (path / SPEC_FILE).is_file():
         for sub in ("best", "last"):
-            if (path / sub / "model.json").is_file():
-                path = path / sub
-                break
-    return Extractor(load_checkpoint(path, registry=registry, device=device), registry=registry, **options)
+            if (path / sub / SPEC_FILE).is_file():
+                return path / sub
+    return path

@@ -305,6 +305,23 @@ def masked_mean(x: Tensor, lengths: Tensor | None, dim: int = -1) -> Tensor:
     return (x * mask).sum(dim) / mask.sum(dim).clamp_min(1)
 
 
+def istft(spec: Tensor, n_fft: int, hop_length: int, win_length: int, window: Tensor, length: int) -> Tensor:
+    """``torch.istft(spec, ..., center=True, length=length)`` of a complex ``[B, F, frames]``; while exported
+    (``torch.export``, ``tsekit export``) the same overlap-add in operations that ONNX has, with ``length``
+    symbolic (``torch.istft``'s own export fixes the length it was traced with)."""
+    if not torch.compiler.is_exporting():
+        return torch.istft(spec, n_fft, hop_length, win_length, window, center=True, length=length)
+    left = (n_fft - win_length) // 2
+    window = nn.functional.pad(window, (left, n_fft - win_length - left))
+    frames = torch.fft.irfft(spec.transpose(1, 2), n=n_fft) * window  # [B, frames, n_fft]
+    basis = torch.eye(n_fft, dtype=frames.dtype, device=frames.device).unsqueeze(1)  # overlap-add as a convolution
+    signal = nn.functional.conv_transpose1d(frames.transpose(1, 2), basis, stride=hop_length)[:, 0]
+    squares = window.square()[None, :, None].expand(1, n_fft, frames.shape[1])
+    envelope = nn.functional.conv_transpose1d(squares, basis, stride=hop_length)[:, 0]
+    signal = (signal / envelope)[:, n_fft // 2 : n_fft // 2 + length]
+    return nn.functional.pad(signal, (0, torch.sym_max(0, length - signal.shape[-1])))
+
+
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 

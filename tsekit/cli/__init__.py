@@ -487,6 +487,7 @@ def create_app(plugin_set: PluginSet | None = None) -> typer.Typer:
     from tsekit.cli import ablate as ablate_cli
     from tsekit.cli import commands, data, infer
     from tsekit.cli import encoders as encoders_cli
+    from tsekit.cli import export as export_cli
     from tsekit.cli import models as models_cli
     from tsekit.cli import simulate as simulate_cli
     from tsekit.cli import train as train_cli
@@ -521,6 +522,7 @@ def create_app(plugin_set: PluginSet | None = None) -> typer.Typer:
     train_cli.install(app, state)
     infer.install(app, state)
     models_cli.install(app, state)
+    export_cli.install(app, state)
     encoders_cli.install(app, state)
     ablate_cli.install(app, state)
     _mark_listing(app, state)

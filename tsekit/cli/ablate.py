@@ -31,6 +31,7 @@ def ablate_cmd(
     backbone: Annotated[Multi, typer.Option("--backbone", "--extractor", "-b", help="Extraction backbones.")] = None,
     adapt_layer: Annotated[Multi, typer.Option("--adapt-layer", "-a", help="Adaptation sites per cell: default, first, last, all, every:N, 7, tcn.7; join several sites of one cell with + (0+7).")] = None,
     selector: Annotated[Multi, typer.Option("--selector", help="Reference selectors used at evaluation.")] = None,
+    select_ref: Annotated[Multi, typer.Option("--select-ref", help="Reference selection from the long recordings of --eval-list (tsekit simulate --long) at evaluation: given, oracle, longest, cluster, sliding; cells share their training run.")] = None,
     seed: Annotated[Multi, typer.Option("--seed", help="Seeds: 0,1,2.")] = None,
     set_: Annotated[Multi, typer.Option("--set", help="Any config field as an axis: train.optim.lr=1e-3,3e-3.")] = None,
     budget: Annotated[str, typer.Option(help="Per-cell training budget: 2000steps or a duration (90s, 10m, 1h).")] = "2000steps",
@@ -67,7 +68,7 @@ def ablate_cmd(
                            cpus_per_cell=cpus_per_cell, device=device, ship_files=True if ship_files else None)
     result = ablate(
         encoders=encoder or (), fusions=fusion or (), backbones=backbone or (), adapt_layers=adapt_layer or (),
-        selectors=selector or (), seeds=seed or ("0",), sets=list(set_ or []), budget=budget, out=out,
+        selectors=selector or (), select_refs=select_ref or (), seeds=seed or ("0",), sets=list(set_ or []), budget=budget, out=out,
         experiment=experiment, overrides=list(override or []), preset=preset, corpus=corpus,
         eval_list=eval_list, eval_size=eval_size, eval_speakers=eval_speakers, eval_seconds=eval_seconds,
         executor=runner, resume=resume, baseline=baseline, dry_run=dry_run,
@@ -140,11 +141,11 @@ def _print_cells(console: Any, result: Any, as_json: bool) -> None:
     from rich.table import Table
 
     table = Table(title=f"{len(result.cells)} cells")
-    for col in ("#", "cell", "encoder", "fusion", "backbone", "adapt layer", "selector", "set", "hash"):
+    for col in ("#", "cell", "encoder", "fusion", "backbone", "adapt layer", "selector", "reference", "set", "hash"):
         table.add_column(col)
     for i, c in enumerate(result.cells):
         table.add_row(str(i), c.label, c.encoder, c.fusion, c.backbone, f"{c.adapt_layers} ({c.adapt_layer_arg})",
-                      c.selector, " ".join(f"{k}={v}" for k, v in c.sets), c.cell_hash)
+                      c.selector, c.select_ref, " ".join(f"{k}={v}" for k, v in c.sets), c.cell_hash)
     console.print(table)
     for p in result.pruned:
         console.print(f"pruned: {p.label}: {p.reason}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
@@ -17,10 +18,16 @@ if TYPE_CHECKING:
 MODEL_HELP = "Run folder or model folder (default: the pretrained model shipped with tsekit)."
 NO_SPEECH_HELP = "Use an enrollment in which no speech is detected (with a notice) instead of refusing it."
 ON_ERROR_HELP = "A bad row of --list: skip it (reported at the end, exit status 1) or stop there."
+SELECT_REF_HELP = ("Find the target's reference inside the (long) mixture and correct the cue with it: given (the "
+                   "enrollment as it is), oracle (the list's ground-truth segments, or --spans), longest, cluster "
+                   "or sliding. Writes O.ref.wav and O.ref.json beside the output.")
+CORRECTION_HELP = "replace: the cue from the selected reference alone; combine: mixed with the enrollment's."
+VAD_HELP = "Speech detector (a registered vad; default silero)."
+ENGINE_HELP = "torch, or onnx: --model is a folder from tsekit export, run by onnxruntime without torch."
 
 
 def install(app: typer.Typer, state: State) -> None:
-    app.command("extract", epilog=state.names_epilog("selector"))(extract_cmd)
+    app.command("extract", epilog=state.names_epilog("selector", "vad"))(extract_cmd)
     app.command("eval", epilog=state.names_epilog("metric"))(eval_cmd)
 
 
@@ -37,30 +44,51 @@ def extract_cmd(
     allow_no_speech: Annotated[bool, typer.Option(help=NO_SPEECH_HELP)] = False,
     on_error: Annotated[Literal["skip", "stop"], typer.Option(help=ON_ERROR_HELP)] = "skip",
     resume: Annotated[bool, typer.Option(help="With --list: keep the estimates already in OUT_DIR.")] = False,
+    select_ref: Annotated[str, typer.Option(help=SELECT_REF_HELP)] = "given",
+    correction: Annotated[str, typer.Option(help=CORRECTION_HELP)] = "replace",
+    num_speakers: Annotated[int | None, typer.Option(help="Speakers in the recording (default: estimated).")] = None,
+    spans: Annotated[str | None, typer.Option(help="--select-ref oracle with --mix: the target-alone spans in "
+                                              "seconds, START-END,START-END (e.g. 1.5-4,7.2-9).")] = None,
+    vad: Annotated[str | None, typer.Option(help=VAD_HELP)] = None,
+    engine: Annotated[Literal["torch", "onnx"], typer.Option(help=ENGINE_HELP)] = "torch",
 ) -> None:
     """Extract the enrolled speaker from a mixture (or from every mixture of a list)."""
-    from tsekit.inference import load_model
-    from tsekit.io import check_output_dir, check_output_file, write_audio
+    if engine == "onnx":
+        from tsekit.cli.export import extract_onnx
 
-    if list_ is not None:  # outputs are checked before any work
-        if out_dir is None:
-            raise TsekitError("--list needs --out-dir")
-        check_output_dir(out_dir, "--out-dir")
-    elif mix is None or not ref or out is None:
-        raise TsekitError("pass --mix, --ref and --out (or --list and --out-dir)")
-    else:
-        check_output_file(out)
+        extract_onnx(model=model, mix=mix, ref=ref, out=out, list_=list_, out_dir=out_dir, select_ref=select_ref,
+                     chunk_seconds=chunk_seconds, on_error=on_error, resume=resume, notice=_notice)
+        return
+    from tsekit.inference import load_model
+    from tsekit.io import write_audio
+
+    ref_config = _ref_config(select_ref, correction, num_speakers, spans, vad, state_of(ctx).registry)
+
+    check_outputs(mix=mix, ref=ref, out=out, list_=list_, out_dir=out_dir)
+    if spans is not None and list_ is not None:
+        raise TsekitError("--spans goes with --mix; with --list, oracle reads each row's segments")
+    if select_ref == "oracle" and list_ is None and spans is None:
+        raise TsekitError("--select-ref oracle with --mix needs --spans (the target-alone ground truth)")
     extractor = load_model(model, registry=state_of(ctx).registry(), selector=selector,
-                           chunk_seconds=chunk_seconds, notice=_notice, allow_no_speech=allow_no_speech)
+                           chunk_seconds=chunk_seconds, notice=_notice, allow_no_speech=allow_no_speech, vad=vad)
     if list_ is not None and out_dir is not None:
         from tsekit.engine.evaluate import extract_list
 
-        written, skipped = extract_list(extractor, list_, out_dir, on_error=on_error, resume=resume)
+        written, skipped = extract_list(extractor, list_, out_dir, on_error=on_error, resume=resume,
+                                        select_ref=select_ref, ref_config=ref_config)
         typer.echo(f"{out_dir}: {written} estimates")
         _report_skipped(skipped, written)
         return
     assert mix is not None and ref and out is not None
-    est, sr = extractor.extract(mix, extractor.enroll(list(ref)))
+    if select_ref == "given":
+        est, sr = extractor.extract(mix, extractor.enroll(list(ref)))
+    else:
+        from tsekit.engine.longeval import write_reference
+
+        selection = extractor.select_reference(mix, list(ref), select_ref, spans=parse_spans(spans), config=ref_config)
+        est, sr = extractor.extract(mix, selection.embedding)
+        ref_wav, _ = write_reference(selection, out, ref_config)
+        typer.echo(f"{ref_wav}: {select_ref} reference, {selection.seconds:.2f} s in {len(selection.spans)} span(s)")
     write_audio(out, est, sr)
     typer.echo(f"{out}: {est.shape[-1] / sr:.2f} s at {sr} Hz")
 
@@ -75,8 +103,13 @@ def eval_cmd(
     on_error: Annotated[Literal["skip", "stop"], typer.Option(help=ON_ERROR_HELP)] = "skip",
     resume: Annotated[bool, typer.Option(help="Keep the rows already in OUT/metrics.csv; score the rest.")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    select_ref: Annotated[str, typer.Option(help=SELECT_REF_HELP.split(". Writes")[0] + ".")] = "given",
+    correction: Annotated[str, typer.Option(help=CORRECTION_HELP)] = "replace",
+    num_speakers: Annotated[int | None, typer.Option(help="Speakers per recording (default: estimated).")] = None,
+    vad: Annotated[str | None, typer.Option(help=VAD_HELP)] = None,
 ) -> None:
-    """Score a model on an evaluation list: per-mixture metrics and their means."""
+    """Score a model on an evaluation list: per-mixture metrics and their means (a long-recording list from
+    `tsekit simulate --long` also per segment, into OUT/segments.csv)."""
     from rich.console import Console
     from rich.progress import Progress
 
@@ -85,18 +118,55 @@ def eval_cmd(
     from tsekit.io import check_output_dir
 
     check_output_dir(out)
+    ref_config = _ref_config(select_ref, correction, num_speakers, None, vad, state_of(ctx).registry)
     reg = state_of(ctx).registry()
-    extractor = load_model(model, registry=reg, notice=_notice, allow_no_speech=allow_no_speech)
+    extractor = load_model(model, registry=reg, notice=_notice, allow_no_speech=allow_no_speech, vad=vad)
     names = [m.strip() for m in metrics.split(",")] if metrics else list(DEFAULT_METRICS)
     with Progress(console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("evaluating", total=None)
         result = evaluate_list(extractor, list_, out, metrics=names, registry=reg, on_error=on_error, resume=resume,
-                               on_row=lambda done, total, row: bar.update(task, completed=done, total=total))
+                               on_row=lambda done, total, row: bar.update(task, completed=done, total=total),
+                               select_ref=select_ref, ref_config=ref_config)
     if as_json:
         typer.echo(json.dumps(result, indent=2, default=float))
     else:
         _print_means(result)
     _report_skipped(result["skipped"], result["n"])
+
+
+def parse_spans(text: str | None) -> list[tuple[float, float]] | None:
+    """``"1.5-4,7.2-9"`` → [(1.5, 4.0), (7.2, 9.0)] seconds."""
+    import re
+
+    if text is None:
+        return None
+    spans = []
+    for part in text.split(","):
+        match = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*-\s*(\d+(?:\.\d*)?)\s*", part)
+        if not match or float(match.group(1)) >= float(match.group(2)):
+            raise TsekitError(f"--spans {text!r}: expected START-END seconds with START < END, comma-separated, "
+                              "e.g. 1.5-4,7.2-9")
+        spans.append((float(match.group(1)), float(match.group(2))))
+    return spans
+
+
+def _ref_config(select_ref: str, correction: str, num_speakers: int | None, spans: str | None, vad: str | None,
+                registry: Any) -> Any:
+    """The reference-selection options checked before any work (one error line for a bad one)."""
+    from tsekit.refselect import MODES, RefSelectConfig
+
+    if select_ref not in MODES:
+        raise TsekitError(f"--select-ref {select_ref!r}: use one of {', '.join(MODES)}")
+    if spans is not None and select_ref != "oracle":
+        raise TsekitError("--spans is the ground truth for --select-ref oracle")
+    parse_spans(spans)
+    if vad is not None:
+        registry().get("vad", vad)
+    try:
+        return RefSelectConfig(correction=correction, num_speakers=num_speakers)  # type: ignore[arg-type]
+    except ValueError as exc:
+        message = str(exc).replace("correction", "--correction").replace("num_speakers", "--num-speakers")
+        raise TsekitError(message) from None
 
 
 def _notice(message: str) -> None:
@@ -121,5 +191,23 @@ def _print_means(result: dict[str, Any]) -> None:
         table.add_row(name, f"{mean:.3f}")
     for name, mean in result["absent_means"].items():
         table.add_row(f"{name} (target absent)", f"{mean:.3f}")
+    for kind, seg in result.get("segments", {}).items():
+        metric = {"absent": "absent-energy", "alone": "si-sdr"}.get(kind, "si-sdri")
+        table.add_row(f"{metric} ({kind} segments, n={seg['n']})", f"{seg.get(metric, math.nan):.3f}")
     table.add_row("n (present / absent)", f"{result['n']} ({result['present']} / {result['absent']})")
     _console().print(table)
+
+
+def check_outputs(*, mix: str | None, ref: list[str] | None, out: str | None, list_: str | None,
+                  out_dir: str | None) -> None:
+    """Extraction's inputs and outputs, checked before any work: --mix/--ref/--out or --list/--out-dir."""
+    from tsekit.io import check_output_dir, check_output_file
+
+    if list_ is not None:
+        if out_dir is None:
+            raise TsekitError("--list needs --out-dir")
+        check_output_dir(out_dir, "--out-dir")
+    elif mix is None or not ref or out is None:
+        raise TsekitError("pass --mix, --ref and --out (or --list and --out-dir)")
+    else:
+        check_output_file(out)

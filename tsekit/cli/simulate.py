@@ -68,14 +68,32 @@ def simulate(
     rt60: Annotated[str, typer.Option(help="RT60 range in seconds for --reverb.")] = "0.2,0.6",
     reference: Annotated[str, typer.Option(help="Reverberant target reference: early or dry.")] = "early",
     p_absent: Annotated[float, typer.Option(help="Probability that the target is absent.")] = 0.0,
+    long: Annotated[bool, typer.Option("--long", help="Meeting-like long recordings (2-3 speakers taking turns, "
+                                       "a set overlap ratio, silences) with segment times, for reference selection.")] = False,
+    duration: Annotated[str, typer.Option(help="--long: recording length range in seconds, LOW,HIGH.")] = "30,120",
+    speakers: Annotated[str, typer.Option(help="--long: speakers per recording, K or LOW-HIGH.")] = "2-3",
+    overlap: Annotated[float, typer.Option(help="--long: overlapped time / speech time (e.g. 0.3).")] = 0.3,
+    turn: Annotated[str, typer.Option(help="--long: speech per turn in seconds, LOW,HIGH.")] = "4,12",
+    silence: Annotated[str, typer.Option(help="--long: pause between turns that do not overlap (s), LOW,HIGH.")] = "0.3,1.5",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Simulate NUM target-speaker mixtures from a speaker corpus and write them with an evaluation list
-    (rerun with the same arguments to complete an interrupted set)."""
+    (rerun with the same arguments to complete an interrupted set); --long writes long recordings instead."""
     from tsekit.data import DEMO_CORPUS
     from tsekit.data.corpus import load_corpus
     from tsekit.data.simulate import NOISE_KINDS, SimulationConfig, write_fixed_set
+
+    if long:
+        unsupported = [option for option, value, default in (
+            ("--noise", noise, "none"), ("--reverb", reverb, False), ("--p-absent", p_absent, 0.0),
+            ("--interferers", interferers, "1")) if value != default]
+        if unsupported:
+            raise TsekitError(f"--long does not take {', '.join(unsupported)} (long recordings are dry and clean; "
+                              "--speakers sets who talks)")
+        _simulate_long(out, num, sample_rate, seed, corpus, enrollment, sir, duration, speakers, overlap, turn,
+                       silence, quiet, as_json)
+        return
 
     noise_kind, noise_files = (noise, ()) if noise in NOISE_KINDS else ("files", (noise,))
     if noise_files and not Path(noise).expanduser().exists():
@@ -114,6 +132,48 @@ def simulate(
         _emit_json(summary)
     else:
         _print_summary(summary)
+
+
+_LONG_OPTIONS = {"duration_range": "--duration", "num_speakers": "--speakers", "overlap_ratio": "--overlap",
+                 "turn_range": "--turn", "silence_range": "--silence", "enrollment_seconds": "--enrollment",
+                 "sir_range": "--sir", "sample_rate": "--sample-rate"}
+
+
+def _simulate_long(out: str, num: int, sample_rate: int, seed: int, corpus: str | None, enrollment: float, sir: str,
+                   duration: str, speakers: str, overlap: float, turn: str, silence: str, quiet: bool,
+                   as_json: bool) -> None:
+    """``tsekit simulate --long``: :func:`tsekit.data.longsim.write_long_set`."""
+    from tsekit.data import DEMO_CORPUS
+    from tsekit.data.corpus import load_corpus
+    from tsekit.data.longsim import LongSimulationConfig, write_long_set
+
+    try:
+        config = LongSimulationConfig(
+            sample_rate=sample_rate, duration_range=parse_range(duration, "--duration"),
+            num_speakers=parse_count(speakers, "--speakers"), overlap_ratio=overlap,
+            turn_range=parse_range(turn, "--turn"), silence_range=parse_range(silence, "--silence"),
+            enrollment_seconds=enrollment, sir_range=parse_range(sir, "--sir"),
+        )
+    except ValueError as exc:
+        message = str(exc)
+        for name, option in _LONG_OPTIONS.items():
+            message = message.replace(name, option)
+        raise TsekitError(message) from None
+    data = load_corpus(corpus if corpus is not None else DEMO_CORPUS / "manifest.csv")
+    with _progress(not quiet) as bar:
+        task = bar.add_task("simulating", total=num)
+        summary = write_long_set(data, out, num, config, seed,
+                                 progress=lambda done, total: bar.update(task, completed=done))
+    if as_json:
+        _emit_json(summary)
+        return
+    c = summary["config"]
+    k = c["num_speakers"]
+    typer.echo(
+        f"{summary['list']}: {summary['num']} long recordings ({summary['written']} written, {summary['kept']} kept) "
+        f"in {summary['seconds']:.1f} s; {summary['hours'] * 60:.1f} min in all, mean {summary['mean_duration']:.1f} s, "
+        f"{k[0]}-{k[1]} speakers, overlap ratio {summary['mean_overlap_ratio']:.3f} (asked {c['overlap_ratio']:g})"
+    )
 
 
 def _progress(enabled: bool) -> Any:

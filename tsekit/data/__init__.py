@@ -4,6 +4,7 @@ Public names (modules load on first use; listing them imports no torch):
   DEMO_CORPUS, demo_corpus()             the bundled 40-speaker LibriSpeech subset (CC BY 4.0)
   load_corpus, Corpus, Utterance         speaker-labelled corpora (trees, CSV/JSONL manifests, several as one)
   MixtureSimulator, SimulationConfig     on-the-fly target-speaker mixtures; write_fixed_set, collate_mixtures
+  LongSimulationConfig, write_long_set   meeting-like long recordings with segment times (simulate --long)
   read_eval_list, write_eval_list        evaluation lists (mixtures.csv)
   load_audio, read_audio, resample       the one audio reader (numpy / torch) and resampler
   import_kaldi, librimix_rows            Kaldi data folders and LibriMix metadata → tsekit lists
@@ -26,6 +27,9 @@ _LAZY = {
     "SimulationConfig": "tsekit.data.simulate",
     "write_fixed_set": "tsekit.data.simulate",
     "collate_mixtures": "tsekit.data.simulate",
+    "LongRecordingSimulator": "tsekit.data.longsim",
+    "LongSimulationConfig": "tsekit.data.longsim",
+    "write_long_set": "tsekit.data.longsim",
     "read_eval_list": "tsekit.data.evallist",
     "write_eval_list": "tsekit.data.evallist",
     "read_audio": "tsekit.data.audio",
@@ -38,6 +42,8 @@ _LAZY = {
 __all__ = [
     "DEMO_CORPUS",
     "Corpus",
+    "LongRecordingSimulator",
+    "LongSimulationConfig",
     "MixtureSimulator",
     "SimulationConfig",
     "Utterance",
@@ -53,6 +59,7 @@ __all__ = [
     "resample",
     "write_eval_list",
     "write_fixed_set",
+    "write_long_set",
 ]
 
 if TYPE_CHECKING:
@@ -61,6 +68,7 @@ if TYPE_CHECKING:
     from tsekit.data.evallist import read_eval_list, write_eval_list
     from tsekit.data.kaldi import import_kaldi
     from tsekit.data.librimix import librimix_rows
+    from tsekit.data.longsim import LongRecordingSimulator, LongSimulationConfig, write_long_set
     from tsekit.data.simulate import MixtureSimulator, SimulationConfig, collate_mixtures, write_fixed_set
 
 

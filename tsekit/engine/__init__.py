@@ -4,6 +4,7 @@ and their reports.
 Public names (modules load on first use):
   load_config, parse_overrides, train, datasets   experiment configs and the `tsekit train` pipeline
   fit, LoopConfig, OptimConfig, collate          the training loop;
+  validate                                       a model's SI-SDR(i) on fixed validation batches
   latest_checkpoint, CHECKPOINTS, LATEST         its run folder (tsekit.engine.checkpoint: the one format)
   pretrain_encoder                               the `tsekit pretrain-encoder` engine (same run-folder format)
   evaluate_encoder, min_dcf                      `tsekit encoders eval`: speaker verification (EER, minDCF, t-SNE)
@@ -28,6 +29,7 @@ _LAZY = {
     "OptimConfig": "tsekit.engine.trainer",
     "latest_checkpoint": "tsekit.engine.checkpoint",
     "collate": "tsekit.engine.trainer",
+    "validate": "tsekit.engine.trainer",
     "CHECKPOINTS": "tsekit.engine.checkpoint",
     "LATEST": "tsekit.engine.checkpoint",
     "load_model": "tsekit.engine.checkpoint",
@@ -70,6 +72,7 @@ __all__ = [
     "rebuild_report",
     "save_model",
     "train",
+    "validate",
 ]
 
 if TYPE_CHECKING:
@@ -89,7 +92,7 @@ if TYPE_CHECKING:
     from tsekit.engine.pretrain import pretrain_encoder
     from tsekit.engine.report import rebuild_report
     from tsekit.engine.speaker_eval import evaluate_encoder, min_dcf
-    from tsekit.engine.trainer import LoopConfig, OptimConfig, collate, fit
+    from tsekit.engine.trainer import LoopConfig, OptimConfig, collate, fit, validate
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,5 @@
-"""``tsekit ablate``: a grid of encoder × fusion × backbone × adaptation layer × selector × seed × ``--set``.
+"""``tsekit ablate``: a grid of encoder × fusion × backbone × adaptation layer × selector × reference selection
+× seed × ``--set``.
 
 Every cell trains with the same budget, data and seed and is scored on one fixed evaluation list.
 Layout of ``OUT`` (see :mod:`tsekit.engine.report` for the report files)::
@@ -6,7 +7,7 @@ Layout of ``OUT`` (see :mod:`tsekit.engine.report` for the report files)::
     ablation.json                 the grid, pruned cells and their reasons
     results.jsonl / results.csv   one row per cell × seed, rebuilt atomically after every finished cell
     cells/<cell_hash>/cell.json   a cell's resolved config; seed-<n>/{row.json,metrics.csv,summary.json}
-    train/<train_hash>/seed-<n>/  the training run (cells differing only in selector share it)
+    train/<train_hash>/seed-<n>/  the training run (cells differing only in selector or reference selection share it)
     data/train.csv, eval/         the training speakers and the fixed evaluation list
 
 Executors (:func:`make_executor`): ``local`` (in this process, one cell after another), ``processes``
@@ -110,6 +111,7 @@ class Cell:
     selector: str
     sets: tuple[tuple[str, Any], ...]
     train_config: dict[str, Any] = field(compare=False, hash=False)
+    select_ref: str = "given"  # evaluation-time reference selection (tsekit.refselect.MODES)
 
     @property
     def adapt_layers(self) -> str:
@@ -119,7 +121,8 @@ class Cell:
     def label(self) -> str:
         extra = "".join(f" {k.rsplit('.', 1)[-1]}={v}" for k, v in self.sets)
         sel = f" sel={self.selector}" if self.selector != "cluster" else ""
-        return f"{self.encoder}/{self.fusion}/{self.backbone}@{self.adapt_layers}{sel}{extra}"
+        ref = f" ref={self.select_ref}" if self.select_ref != "given" else ""
+        return f"{self.encoder}/{self.fusion}/{self.backbone}@{self.adapt_layers}{sel}{ref}{extra}"
 
     @property
     def train_hash(self) -> str:
@@ -127,13 +130,17 @@ class Cell:
 
     @property
     def cell_hash(self) -> str:
-        return stable_hash({"train": self.train_config, "selector": self.selector})
+        evaluation: dict[str, Any] = {"selector": self.selector}
+        if self.select_ref != "given":  # cells without reference selection keep the hashes they always had
+            evaluation["select_ref"] = self.select_ref
+        return stable_hash({"train": self.train_config, **evaluation})
 
     def to_json(self) -> dict[str, Any]:
         return {"label": self.label, "cell_hash": self.cell_hash, "train_hash": self.train_hash,
                 "encoder": self.encoder, "fusion": self.fusion, "backbone": self.backbone,
                 "adapt_layer_arg": self.adapt_layer_arg, "adapt_layers": self.adapt_layers, "sites": list(self.sites),
-                "selector": self.selector, "sets": dict(self.sets), "train_config": self.train_config}
+                "selector": self.selector, "select_ref": self.select_ref, "sets": dict(self.sets),
+                "train_config": self.train_config}
 
 
 @dataclass(frozen=True)
@@ -172,13 +179,16 @@ def expand_grid(
     selectors: Sequence[str] = (),
     sets: Mapping[str, Sequence[Any]] | None = None,
     registry: Any = None,
+    select_refs: Sequence[str] = (),
 ) -> tuple[list[Cell], list[Pruned]]:
     """The cross product of the axes (seeds excluded), minus what capabilities rule out and duplicates.
 
     Unknown component names raise (they are typos); a combination that cannot be built is pruned with
     the reason, which is the planner's (:func:`tsekit.engine.experiment.model_plan`, what ``tsekit train``
     builds). Empty axes take the base config's value. An ``adapt_layers`` value is one cell's request, its
-    sites joined by ``+`` or ``,``.
+    sites joined by ``+`` or ``,``. ``select_refs`` (reference selection from long recordings at evaluation,
+    :data:`tsekit.refselect.MODES`; default ``given``) and ``selectors`` change only the evaluation: their cells
+    share one training run.
     """
     from tsekit.engine.experiment import model_plan
     from tsekit.registry import get_registry
@@ -190,6 +200,7 @@ def expand_grid(
     bb_axis = list(backbones) or [model["backbone"]]
     al_axis = list(adapt_layers) or [_placement_text(model["adapt_layers"])]
     sel_axis = list(selectors) or ["cluster"]
+    ref_axis = list(select_refs) or ["given"]
     set_keys = list(sets or {})
     set_axis = [list((sets or {})[k]) for k in set_keys]
     for name in enc_axis:
@@ -201,13 +212,19 @@ def expand_grid(
         reg.get("backbone", name)
     for name in sel_axis:
         reg.get("selector", name)
+    from tsekit.refselect import MODES
+
+    unknown = [mode for mode in ref_axis if mode not in MODES]
+    if unknown:
+        raise TsekitError(f"--select-ref {unknown[0]!r}: use one of {', '.join(MODES)}")
     for key, values in (sets or {}).items():  # a misspelt key is an error, not a grid of pruned cells
         _merge_in(copy.deepcopy(dict(base)), _nest(key, values[0]))
 
     cells: list[Cell] = []
     pruned: list[Pruned] = []
     seen: dict[str, str] = {}
-    for enc, fus, bb, al, sel, *set_values in itertools.product(enc_axis, fus_axis, bb_axis, al_axis, sel_axis, *set_axis):
+    grid = itertools.product(enc_axis, fus_axis, bb_axis, al_axis, sel_axis, ref_axis, *set_axis)
+    for enc, fus, bb, al, sel, ref, *set_values in grid:
         chosen = tuple(zip(set_keys, set_values, strict=True))
         config = copy.deepcopy(dict(base))
         for key, value in chosen:
@@ -222,7 +239,7 @@ def expand_grid(
             continue
         site_names = cell_plan.site_names
         m.update(fusion=cell_plan.fusion, adapt_layers=",".join(site_names) if site_names else "none")
-        cell = Cell(enc, cell_plan.fusion, bb, al, site_names, sel, chosen, train_config=config)
+        cell = Cell(enc, cell_plan.fusion, bb, al, site_names, sel, chosen, train_config=config, select_ref=ref)
         if cell.cell_hash in seen:
             pruned.append(Pruned(cell.label if al == cell.adapt_layers else f"{draft}", f"same cell as {seen[cell.cell_hash]}"))
             continue
@@ -315,7 +332,8 @@ def run_cell(out_dir: str | Path, cell_hash: str, seed: int, *, device: str = "a
     else:
         extractor = load_model(run_dir, device=_eval_device(device), selector=cell["selector"])
         summary = evaluate_list(extractor, out / spec["eval_list"] if not Path(spec["eval_list"]).is_absolute()
-                                else spec["eval_list"], cell_dir, metrics=spec["metrics"], resume=True)
+                                else spec["eval_list"], cell_dir, metrics=spec["metrics"], resume=True,
+                                select_ref=cell.get("select_ref", "given"))
         eval_time = time.perf_counter() - started
         _write_json(summary_path, {**summary, "eval_time_s": eval_time})
     history = result.get("history") or []
@@ -324,7 +342,9 @@ def run_cell(out_dir: str | Path, cell_hash: str, seed: int, *, device: str = "a
         "cell": cell["label"], "cell_hash": cell_hash, "seed": int(seed),
         "encoder": cell["encoder"], "fusion": cell["fusion"], "backbone": cell["backbone"],
         "adapt_layers": cell["adapt_layers"], "adapt_layer_arg": cell["adapt_layer_arg"],
-        "selector": cell["selector"], "sets": cell["sets"], "status": "done", "n": summary.get("n"),
+        "selector": cell["selector"], "select_ref": cell.get("select_ref", "given"), "sets": cell["sets"],
+        "status": "done", "n": summary.get("n"),
+        "ref_hit_rate": (summary.get("all_means") or {}).get("ref_hit_rate"),
         **{k: summary.get(k) for k in ("si_sdri", "si_sdr", "sdri", "sdr", "pesq", "stoi", "confusion_rate")},
         "steps": result.get("steps"), "stop_reason": result.get("stop_reason"),
         "train_time_s": result.get("train_time_s"), "train_cpu_s": result.get("train_cpu_s"),
@@ -726,6 +746,15 @@ def _prepare_data(out: Path, base: dict[str, Any], *, corpus: str | None, eval_l
     return source, sorted(eval_part.speakers), "eval/mixtures.csv"
 
 
+def _check_long_list(eval_list: str | None) -> None:
+    """``--select-ref oracle`` needs an evaluation list with the target's segments (``tsekit simulate --long``)."""
+    from tsekit.data.evallist import read_eval_list
+    from tsekit.engine.longeval import is_long_list
+
+    if eval_list is None or not is_long_list(read_eval_list(Path(eval_list).expanduser(), check_files=False)):
+        raise TsekitError("--select-ref oracle needs --eval-list with segment times (written by tsekit simulate --long)")
+
+
 def _machine() -> dict[str, Any]:
     info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
                             "cpus": os.cpu_count()}
@@ -768,6 +797,7 @@ def ablate(
     backbones: Sequence[str] | str = (),
     adapt_layers: Sequence[str] | str = (),
     selectors: Sequence[str] | str = (),
+    select_refs: Sequence[str] | str = (),
     seeds: Sequence[int | str] | str = (0,),
     sets: Mapping[str, Sequence[Any]] | Sequence[str] | None = None,
     budget: str | int = DEFAULT_BUDGET,
@@ -793,7 +823,8 @@ def ablate(
 ) -> AblationResult:
     """Run an ablation grid (the Python face of ``tsekit ablate``); returns rows, pruned cells and report paths.
 
-    Axes take lists or comma-separated strings; ``sets`` maps dotted config keys to value lists (or is a
+    Axes take lists or comma-separated strings (``select_refs``: reference selection from the long recordings
+    of a ``tsekit simulate --long`` evaluation list, :data:`tsekit.refselect.MODES`); ``sets`` maps dotted config keys to value lists (or is a
     list of ``KEY=V1,V2`` strings). ``budget``: ``2000steps`` or a duration (``10m``) per cell.
     ``executor``: where the cells run, from :func:`make_executor` (default: one after another in this
     process). The old executor keywords (``executor="processes"``, ``workers``, ``gpus``, ``per_gpu``,
@@ -822,11 +853,14 @@ def ablate(
     base["train"].update(train_budget)
     cells, pruned = expand_grid(
         base, encoders=split_values(encoders), fusions=split_values(fusions), backbones=split_values(backbones),
-        adapt_layers=split_values(adapt_layers), selectors=split_values(selectors), sets=set_map, registry=reg)
+        adapt_layers=split_values(adapt_layers), selectors=split_values(selectors), sets=set_map, registry=reg,
+        select_refs=split_values(select_refs))
     if dry_run:
         return AblationResult(out, cells, pruned, [], [], {}, time.monotonic() - started, dry_run=True)
     if not cells:
         raise TsekitError("every cell of the grid was pruned: " + "; ".join(f"{p.label}: {p.reason}" for p in pruned))
+    if any(cell.select_ref == "oracle" for cell in cells):
+        _check_long_list(eval_list)
     spec_path = out / "ablation.json"
     if spec_path.is_file() and not resume:
         raise TsekitError(f"{out}: holds an ablation already; pass --resume to continue it or choose another --out")
@@ -847,7 +881,7 @@ def ablate(
         config["data"]["corpus"] = train_corpus
         config["data"]["exclude_speakers"] = sorted({*config["data"].get("exclude_speakers", []), *excluded})
         final_cells.append(Cell(cell.encoder, cell.fusion, cell.backbone, cell.adapt_layer_arg, cell.sites,
-                                cell.selector, cell.sets, train_config=config))
+                                cell.selector, cell.sets, train_config=config, select_ref=cell.select_ref))
     cells = final_cells
     baseline_hash = _pick_baseline(baseline, cells)
     spec = {
@@ -857,7 +891,8 @@ def ablate(
         "eval_list": eval_path, "metrics": list(metrics or DEFAULT_METRICS), "executor": runner.name,
         "baseline": baseline_hash, "axes": {"encoder": split_values(encoders), "fusion": split_values(fusions),
                                             "backbone": split_values(backbones), "adapt_layer": split_values(adapt_layers),
-                                            "selector": split_values(selectors), "seed": seed_list, "set": set_map},
+                                            "selector": split_values(selectors), "select_ref": split_values(select_refs),
+                                            "seed": seed_list, "set": set_map},
         "cells": [c.to_json() | {"train_config": None} for c in cells],
         "pruned": [{"cell": p.label, "reason": p.reason} for p in pruned],
     }

@@ -86,6 +86,8 @@ def evaluate_list(
     on_error: OnError = "stop",
     resume: bool = False,
     similarity: bool = True,
+    select_ref: str = "given",
+    ref_config: Any = None,
 ) -> dict[str, Any]:
     """Extract every mixture of ``eval_list`` and score it at the list's sample rate.
 
@@ -93,6 +95,9 @@ def evaluate_list(
     (dropping a line torn by a kill) and scores the rest. The summary's ``skipped`` lists the rows left out;
     ``complete`` is false when a row stopped the run. ``similarity`` adds the speaker-similarity column (not
     to a resumed ``metrics.csv`` written without it, nor for a model whose encoder does not embed audio).
+    ``select_ref``: how the speaker cue is found (:data:`tsekit.refselect.MODES`; ``given``: the enrollment as
+    it is), with ``ref_config`` (a :class:`tsekit.refselect.RefSelectConfig`). A long-recording list (with
+    ``segments``) is also scored per segment into ``OUT/segments.csv`` (:mod:`tsekit.engine.longeval`).
     """
     from tsekit.data.audio import read_audio
     from tsekit.metrics import build_metrics, compute_metrics
@@ -108,6 +113,11 @@ def evaluate_list(
     column = similarity_column(items) if similarity and embeds_audio else None
     if column is not None and table.columns and column not in table.columns:
         column = None  # a resumed metrics.csv without it: its rows must keep one header
+    from tsekit.engine import longeval
+
+    long = longeval.is_long_list(items)
+    longeval.check_mode(select_ref, long, eval_list)
+    segment_table = CsvLog(out / "segments.csv", resume=resume) if long else None
 
     def score(item: Any) -> dict[str, Any]:
         if item.target is None:
@@ -117,9 +127,18 @@ def evaluate_list(
         if target_sr != sr or target.shape[-1] != mixture.shape[-1]:
             raise TsekitError(f"{item.target}: {target.shape[-1]} samples at {target_sr} Hz, but the mixture has "
                               f"{mixture.shape[-1]} at {sr} Hz")
-        embedding = extractor.enroll(item.enrollment)
+        embedding, selection = longeval.reference_embedding(extractor, item, mixture, sr, select_ref, ref_config)
         estimate, _ = extractor.extract(mixture, embedding, sample_rate=sr)
         row = {"mixture_id": item.mixture_id, **compute_metrics(built, estimate, target, mixture, sr)}
+        if select_ref != "given" or long:
+            row.update(longeval.selection_columns(selection, item, sr, mixture.shape[-1], long))
+        if segment_table is not None:
+            segments = longeval.segment_rows(longeval.SEGMENT_METRICS, estimate, target, mixture, sr,
+                                             item.extras[longeval.SEGMENTS_COLUMN], item.extras.get("target_speaker", ""))
+            row.update(longeval.recording_columns(segments))
+            for seg in segments:
+                segment_table.append({k: (f"{v:.4f}" if isinstance(v, float) else str(v))
+                                      for k, v in {"mixture_id": item.mixture_id, **seg}.items()})
         if column is not None:
             other = interferer_audio(item, sr, mixture.shape[-1]) if column == SIMILARITY_COLUMNS[0] else mixture - target
             row[column] = speaker_similarity(extractor, embedding, other, sr)
@@ -133,6 +152,9 @@ def evaluate_list(
         complete = True
     finally:
         result = _summary(table.rows, eval_list, skipped, complete)
+        result["select_ref"] = select_ref
+        if segment_table is not None:
+            result["segments"] = longeval.summarize_segments(segment_table.rows)
         with atomic_open(out / "summary.json", "w", encoding="utf-8") as fh:
             json.dump(result, fh, indent=2, default=float)
     return result
@@ -280,20 +302,35 @@ def extract_list(
     on_row: OnRow | None = None,
     on_error: OnError = "stop",
     resume: bool = False,
+    select_ref: str = "given",
+    ref_config: Any = None,
 ) -> tuple[int, list[Any]]:
     """Write ``OUT_DIR/<mixture_id>.wav`` for every mixture of ``eval_list``, each as soon as it is done;
-    ``resume`` keeps the estimates already there. The number of estimates written or kept, and the skipped rows."""
+    ``resume`` keeps the estimates already there. The number of estimates written or kept, and the skipped rows.
+    With ``select_ref`` other than ``given``, each row's selected reference goes beside its estimate
+    (``<mixture_id>.ref.wav`` and ``.ref.json``)."""
+    from tsekit.data.audio import read_audio
+    from tsekit.engine import longeval
     from tsekit.io import write_audio
 
     skipped: list[Any] = []
     items = _rows(eval_list, on_error, skipped)
+    longeval.check_mode(select_ref, longeval.is_long_list(items), eval_list)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
     def extract(item: Any) -> dict[str, Any]:
         path = estimate_path(out, item.mixture_id)
-        if not (resume and path.is_file()):
+        if resume and path.is_file():
+            pass
+        elif select_ref == "given":
             estimate, sr = extractor.extract(item.mixture, extractor.enroll(item.enrollment))
+            write_audio(path, estimate, sr)
+        else:
+            mixture, sr = read_audio(item.mixture)
+            embedding, selection = longeval.reference_embedding(extractor, item, mixture, sr, select_ref, ref_config)
+            estimate, sr = extractor.extract(mixture, embedding, sample_rate=sr)
+            longeval.write_reference(selection, path, ref_config)
             write_audio(path, estimate, sr)
         return {"mixture_id": item.mixture_id, "path": str(path)}
 

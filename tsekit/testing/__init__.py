@@ -287,6 +287,32 @@ def check_metric(spec: ComponentSpec, config: Any = None) -> None:
             metric(first, first, first + second, 16000, **{k: v for k, v in extras.items() if k != name})
 
 
+def check_vad(spec: ComponentSpec, config: Any = None) -> None:
+    import itertools
+    import numbers
+
+    import torch
+
+    from tsekit.data import demo_corpus
+    from tsekit.data.audio import read_audio
+    from tsekit.vad import VoiceActivityDetector, speech_spans
+
+    vad = spec.create(config)
+    assert isinstance(vad, VoiceActivityDetector), f"built a {type(vad).__name__}, not a VoiceActivityDetector"
+    speech, rate = read_audio(demo_corpus()[0].path)
+    padded = torch.cat([torch.zeros(rate), speech[: 3 * rate], torch.zeros(rate)])
+    if not vad.sample_rates or rate in vad.sample_rates:
+        raw = [tuple(span) for span in vad.speech(padded, rate)]
+        assert all(len(span) == 2 and all(isinstance(v, numbers.Integral) for v in span) for span in raw), \
+            f"spans must be (start, end) sample pairs, got {raw[:3]}"
+        assert all(a < b for a, b in raw) and all(b <= c for (_, b), (c, _) in itertools.pairwise(raw)), \
+            f"spans must be sorted and disjoint, got {raw[:5]}"
+    found = speech_spans(padded, rate, vad)
+    assert found and all(0 <= a < b <= padded.numel() for a, b in found), f"no speech found in speech: {found}"
+    assert sum(b - a for a, b in found) <= 0.9 * padded.numel(), "the silence around the speech counts as speech"
+    assert speech_spans(torch.zeros(2 * rate), rate, vad) == [], "speech found in silence"
+
+
 def _test_preset(spec: ComponentSpec) -> str | None:
     return next((p for p in TEST_PRESETS if p in spec.presets), None)
 
@@ -312,6 +338,7 @@ CONFIG_CHECKS: dict[str, Callable[[ComponentSpec, Any], None]] = {
     "selector": check_selector,
     "loss": check_loss,
     "metric": check_metric,
+    "vad": check_vad,
 }
 
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tsekit.nn import Adapter, Backbone
+from tsekit.nn import Adapter, Backbone, istft
 from tsekit_builtin.bsrnn import capabilities
 
 EPS = torch.finfo(torch.float32).eps
@@ -107,5 +107,5 @@ class BSRNN(Backbone):
             mask = torch.complex(mask[:, :, 0], mask[:, :, 1]).transpose(1, 2)  # [B, width, T]
             estimates.append(spec[:, start : start + width] * mask)
             start += width
-        est = torch.istft(torch.cat(estimates, 1), self.win, self.hop, window=self.window, length=wav.shape[-1])
+        est = istft(torch.cat(estimates, 1), self.win, self.hop, self.win, self.window, wav.shape[-1])
         return est[..., :length]

@@ -96,7 +96,7 @@ class DVectorEncoder(SpeakerEncoder):
             wav = wav.unsqueeze(0)
         b = wav.shape[0]
         if lengths is None:
-            lengths = torch.full((b,), wav.shape[1], dtype=torch.long, device=wav.device)
+            return self._embed_whole(wav.float())
         wav = wav.float()
         if self.config.normalize_volume:
             wav = self._normalize(wav, lengths)
@@ -115,4 +115,35 @@ class DVectorEncoder(SpeakerEncoder):
         summed = torch.zeros(b, 256, device=wav.device, dtype=emb.dtype).index_add_(0, owner, emb)
         counts = torch.bincount(owner, minlength=b).clamp_min(1).to(emb.dtype)[:, None]
         mean = summed / counts
+        return mean / mean.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    def _embed_whole(self, wav: Tensor) -> Tensor:
+        """:meth:`forward` for a batch of signals that all fill the batch (no ``lengths``), from shape arithmetic
+        and tensor operations only, so that it traces for export with the length dynamic: every candidate
+        partial is embedded, and the last one weighs zero when resemblyzer would drop it."""
+        n = wav.shape[1]
+        if self.config.normalize_volume:
+            power = wav.pow(2).sum(1) / n
+            gain = torch.pow(10.0, ((-30.0 - 10 * torch.log10(power.clamp_min(1e-20))).clamp_min(0.0)) / 20)
+            wav = wav * gain[:, None]
+        step = round((SAMPLE_RATE / self.config.rate) / HOP)
+        n_frames = (n + HOP) // HOP  # ceil((n + 1) / HOP)
+        count = (torch.sym_max(1, n_frames - PARTIAL_FRAMES + step + 1) + step - 1) // step
+        last = (count - 1) * step
+        total = (last + PARTIAL_FRAMES) * HOP
+        uncovered = torch.scalar_tensor(n - last * HOP, dtype=torch.float64, device=wav.device)
+        several = torch.scalar_tensor(count, device=wav.device) > 1
+        drop = (uncovered / (PARTIAL_FRAMES * HOP) < self.config.min_coverage) & several  # resemblyzer pops it
+        kept = torch.where(drop, total - step * HOP, total)  # the samples that the kept partials are cut from
+        position = torch.arange(total, device=wav.device)
+        wav = torch.nn.functional.pad(wav, (0, torch.sym_max(0, total - n)))[:, :total] * (position < kept)
+        mels = self.mel(wav).transpose(1, 2)  # [B, frames, 40]
+        frames = (torch.arange(count, device=wav.device) * step)[:, None] + torch.arange(PARTIAL_FRAMES, device=wav.device)
+        partials = mels[:, frames].flatten(0, 1)  # [B·P, 160, 40]
+        out, _ = self.lstm(partials)
+        emb = torch.relu(self.linear(out[:, -1]))  # the top layer's last state
+        emb = (emb / emb.norm(dim=1, keepdim=True).clamp_min(1e-12)).unflatten(0, (wav.shape[0], -1))  # [B, P, 256]
+        weight = torch.ones(count, device=wav.device, dtype=emb.dtype)
+        weight = torch.cat([weight[:-1], 1 - drop.to(emb.dtype).reshape(1)])
+        mean = (emb * weight[:, None]).sum(1) / weight.sum()
         return mean / mean.norm(dim=1, keepdim=True).clamp_min(1e-12)

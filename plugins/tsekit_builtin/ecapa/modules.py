@@ -8,6 +8,7 @@ relative ``wav_lens``.
 
 from __future__ import annotations
 
+import types
 from pathlib import Path
 from typing import Any, cast
 
@@ -130,6 +131,12 @@ class SpeechBrainEncoder(SpeakerEncoder):
             wav = wav.unsqueeze(0)
         wav = wav.float()
         batch, total = wav.shape
+        if lengths is None and not self.training and self.config.pad_invariant:  # one length: one batch, as below
+            if total < self.min_samples:
+                raise TsekitError(
+                    f"{self.family}: an enrollment of {total} samples is too short (at least {self.min_samples})"
+                )
+            return self._embed(wav, None)
         if lengths is None:
             lengths = torch.full((batch,), total, dtype=torch.long, device=wav.device)
         lengths = lengths.to(device=wav.device, dtype=torch.long).clamp(max=total)
@@ -156,7 +163,9 @@ class EcapaEncoder(SpeechBrainEncoder):
     def build_model(self, kwargs: dict[str, Any]) -> nn.Module:
         from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
 
-        return ECAPA_TDNN(**kwargs)
+        model = ECAPA_TDNN(**kwargs)
+        model.asp.forward = types.MethodType(whole_signal_pooling, model.asp)  # traceable without lengths
+        return model
 
     def _embed(self, wav: Tensor, rel_lengths: Tensor | None) -> Tensor:
         # The pooled statistics are batch-normalised: one utterance in training uses running stats there.
@@ -169,6 +178,28 @@ class EcapaEncoder(SpeechBrainEncoder):
         finally:
             if single:
                 pooled_norm.train(True)
+
+
+def whole_signal_pooling(self: Any, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+    """speechbrain's attentive statistics pooling (bound to its instance as ``forward``) with the all-ones mask of
+    a call without lengths made from the shape alone: speechbrain's ``length_to_mask`` takes ``len()`` of a
+    tensor, which fixes the batch size in an export. Otherwise the same operations as speechbrain's."""
+    if lengths is not None:
+        return type(self).forward(self, x, lengths)
+    mask = torch.ones_like(x[:, :1])  # [N, 1, L]
+
+    def statistics(x: Tensor, m: Tensor) -> tuple[Tensor, Tensor]:
+        mean = (m * x).sum(2)
+        return mean, torch.sqrt((m * (x - mean.unsqueeze(2)).pow(2)).sum(2).clamp(self.eps))
+
+    attn = x
+    if self.global_context:
+        mean, std = statistics(x, mask / mask.sum(dim=2, keepdim=True))
+        steps = x.shape[-1]
+        attn = torch.cat([x, mean.unsqueeze(2).repeat(1, 1, steps), std.unsqueeze(2).repeat(1, 1, steps)], dim=1)
+    attn = torch.softmax(self.conv(self.tanh(self.tdnn(attn))), dim=2)
+    mean, std = statistics(x, attn)
+    return torch.cat((mean, std), dim=1).unsqueeze(2)
 
 
 class XvectorEncoder(SpeechBrainEncoder):

@@ -171,10 +171,18 @@ class LogMelFrontEnd(nn.Module):
         extra = (lengths.clamp_min(self.win) - self.win + self.hop - 1).div(self.hop, rounding_mode="floor")
         return extra + 1
 
-    def forward(self, wav: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        frames = self.num_frames(lengths)
-        total = self.win + (int(frames.max()) - 1) * self.hop
-        wav = wav[:, :total] * (torch.arange(min(total, wav.shape[1]), device=wav.device)[None] < lengths[:, None])
+    def forward(self, wav: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Features ``[B, mels, frames]`` and each item's frame count; ``lengths`` None: every item fills the batch
+        (shape arithmetic only, so that it traces with the length dynamic)."""
+        if lengths is None:
+            count = (torch.sym_max(wav.shape[1], self.win) - self.win + self.hop - 1) // self.hop + 1
+            frames = torch.full((wav.shape[0],), count, dtype=torch.long, device=wav.device)
+            total = self.win + (count - 1) * self.hop
+            wav = wav[:, :total]
+        else:
+            frames = self.num_frames(lengths)
+            total = self.win + (int(frames.max()) - 1) * self.hop
+            wav = wav[:, :total] * (torch.arange(min(total, wav.shape[1]), device=wav.device)[None] < lengths[:, None])
         wav = F.pad(wav, (0, total - wav.shape[1]))
         spec = torch.fft.rfft(wav.unfold(-1, self.win, self.hop) * self.window, n=self.n_fft).abs().pow(2)
         feats = torch.log(spec @ self.fbank + 1e-6).transpose(1, 2)  # [B, mels, frames]
@@ -294,14 +302,16 @@ class JointEncoder(SpeakerEncoder):
         batch, total = wav.shape
         if total < 1:
             raise TsekitError("joint: empty enrollment")
-        if lengths is None:
-            lengths = torch.full((batch,), total, dtype=torch.long, device=wav.device)
-        lengths = lengths.to(device=wav.device, dtype=torch.long).clamp(1, total)
-        if self._encode is not None:
-            feats, frames = self._shared_features(wav, lengths)
-        else:
+        if lengths is not None:
+            lengths = lengths.to(device=wav.device, dtype=torch.long).clamp(1, total)
+        if self._encode is None:
             assert self.frontend is not None
             feats, frames = self.frontend(wav.float(), lengths)
+        elif lengths is None:  # one length: one call, as _shared_features makes for each length
+            feats = self._encode(wav)
+            frames = torch.full((batch,), feats.shape[-1], dtype=torch.long, device=wav.device)
+        else:
+            feats, frames = self._shared_features(wav, lengths)
         x, frames = self.body(feats, frames)
         return self.proj(masked_mean(x, frames))
 

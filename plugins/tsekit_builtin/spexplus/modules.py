@@ -70,7 +70,7 @@ class SpExPlus(Backbone):
             return 1
         if self.drop_tail:
             return (length - short) // self.stride + 1
-        return -(-(length - short) // self.stride) + 1
+        return (length - short + self.stride - 1) // self.stride + 1  # ceil: positive operands (ONNX Div truncates)
 
     def encode(self, wav: Tensor) -> Tensor:
         """Waveform ``[B, T]`` → multi-scale features ``[B, 3N, frames]`` (short ‖ middle ‖ long).

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tsekit.nn import Adapter, Backbone
+from tsekit.nn import Adapter, Backbone, istft
 from tsekit_builtin.voicefilter import capabilities, site_names
 
 
@@ -51,7 +51,7 @@ class VoiceFilter(Backbone):
         )
 
     def istft(self, spec: Tensor, length: int) -> Tensor:
-        return torch.istft(spec, self.n_fft, self.hop, self.win_length, self.window, center=True, length=length)
+        return istft(spec, self.n_fft, self.hop, self.win_length, self.window, length)
 
     def mask(self, mix_spec: Tensor, adapt: Adapter) -> Tensor:
         """Mixture STFT ``[B, F, T]`` → soft mask ``[B, F, T]`` in (0, 1)."""
@@ -73,7 +73,7 @@ class VoiceFilter(Backbone):
         The mask and STFT allow spectral losses (the paper's magnitude MSE) beside time-domain ones.
         """
         length = mixture.shape[-1]
-        padded = -(-length // self.hop) * self.hop  # a whole number of hops
+        padded = (length + self.hop - 1) // self.hop * self.hop  # a whole number of hops
         wav = F.pad(mixture.float(), (0, padded - length))
         mix_spec = self.stft(wav)
         mask = self.mask(mix_spec, adapt)
