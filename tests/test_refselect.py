@@ -261,7 +261,7 @@ def test_extract_writes_the_selected_reference_beside_the_output(tsekit_cli: Any
     assert result.exit_code == 0, result.output
     meta = json.loads((tmp_path / "target.ref.json").read_text())
     reference, rate = sf.read(tmp_path / "target.ref.wav")
-    assert meta["mode"] == "sliding" and meta["spans"] and meta["config"]["correction"] == "replace"
+    assert meta["mode"] == "sliding" and meta["spans"] and meta["config"]["correction"] == "combine"
     assert len(reference) == pytest.approx(meta["seconds"] * rate, abs=len(meta["spans"]))
     assert sf.info(out).frames == sf.info(mix).frames
     spans = "0.5-2,3-4.5"
@@ -277,7 +277,7 @@ def test_extract_writes_the_selected_reference_beside_the_output(tsekit_cli: Any
     (["--select-ref", "oracle"], "--select-ref oracle with --mix needs --spans"),
     (["--select-ref", "oracle", "--spans", "4-2"], "--spans '4-2': expected START-END seconds"),
     (["--select-ref", "cluster", "--spans", "1-2"], "--spans is the ground truth for --select-ref oracle"),
-    (["--select-ref", "cluster", "--correction", "average"], "--correction must be one of replace, combine"),
+    (["--select-ref", "cluster", "--correction", "average"], "--correction must be one of combine, replace"),
     (["--select-ref", "cluster", "--vad", "webrtc"], "Unknown vad 'webrtc'"),
 ])
 def test_extract_refuses_bad_reference_options_in_one_line(args: list[str], message: str, tsekit_cli: Any,

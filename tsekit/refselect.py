@@ -24,13 +24,13 @@ recording, the enrollment's embedding and the model's encoder, picks spans of th
   favour the cluster's typical windows, which include the mixed ones that passed the detector.)
 
 The number of speakers is ``num_speakers`` when given, else estimated by the clustering threshold
-(``distance_threshold``, a cosine distance). The **correction** (``correction``): ``replace`` (the default)
-uses the embedding of the selected spans alone (the duration-weighted mean of each span's embedding);
-``combine`` mixes it with the enrollment's, ``enrollment_weight`` · enrollment + (1 − weight) · selected,
-which keeps more of the enrollment's identity when a selection is partly wrong. For an encoder with unit-norm
-embeddings both are renormalised. ``replace`` is the default because it scored higher with the shipped model on
-long recordings of held-out speakers (12 recordings, 30 % overlap: oracle 3.7 vs 2.7 dB SI-SDRi, sliding 2.5
-vs 2.1 dB; the in-recording reference matches the recording's conditions, which the enrollment does not).
+(``distance_threshold``, a cosine distance). The **correction** (``correction``): ``combine`` (the default) mixes
+the selected spans' embedding (the duration-weighted mean of each span's embedding) with the enrollment's,
+``enrollment_weight`` · enrollment + (1 − weight) · selected, which keeps the enrollment's identity when a
+selection is partly wrong; ``replace`` uses the selected spans' embedding alone. For an encoder with unit-norm
+embeddings both are renormalised. ``combine`` is the default because it scored higher with the shipped model on
+12 long recordings of validation speakers (``experiments/refselect_benchmark.py --speakers tune``; oracle 2.94 vs
+2.73 dB SI-SDRi, sliding 2.80 vs 1.70 dB).
 """
 
 from __future__ import annotations
@@ -45,15 +45,15 @@ from tsekit.errors import TsekitError
 __all__ = ["CORRECTIONS", "MODES", "RefSelectConfig", "RefSelection", "hit_rate", "select_reference"]
 
 MODES = ("given", "oracle", "longest", "cluster", "sliding")
-CORRECTIONS = ("replace", "combine")
+CORRECTIONS = ("combine", "replace")
 Span = tuple[int, int]
 Embed = Callable[[Any, Any], Any]  # (wav [B, T], lengths [B]) -> [B, D]
 
 
 @dataclass(frozen=True)
 class RefSelectConfig:
-    correction: Literal["replace", "combine"] = field(
-        default="replace", metadata={"help": "replace: the selected spans' embedding; combine: mixed with the enrollment's"})
+    correction: Literal["combine", "replace"] = field(
+        default="combine", metadata={"help": "combine: mixed with the enrollment's; replace: the selected spans' alone"})
     enrollment_weight: float = field(default=0.5, metadata={"help": "the enrollment's share with combine"})
     window_seconds: float = field(default=2.0, metadata={"help": "longest: segmentation window"})
     hop_seconds: float = field(default=0.5, metadata={"help": "longest: segmentation hop (a window's middle part)"})

@@ -21,7 +21,8 @@ ON_ERROR_HELP = "A bad row of --list: skip it (reported at the end, exit status 
 SELECT_REF_HELP = ("Find the target's reference inside the (long) mixture and correct the cue with it: given (the "
                    "enrollment as it is), oracle (the list's ground-truth segments, or --spans), longest, cluster "
                    "or sliding. Writes O.ref.wav and O.ref.json beside the output.")
-CORRECTION_HELP = "replace: the cue from the selected reference alone; combine: mixed with the enrollment's."
+CORRECTION_HELP = ("combine (default): the selected reference's cue mixed with the enrollment's; replace: the "
+                   "selected reference's alone.")
 VAD_HELP = "Speech detector (a registered vad; default silero)."
 ENGINE_HELP = "torch, or onnx: --model is a folder from tsekit export, run by onnxruntime without torch."
 
@@ -45,7 +46,7 @@ def extract_cmd(
     on_error: Annotated[Literal["skip", "stop"], typer.Option(help=ON_ERROR_HELP)] = "skip",
     resume: Annotated[bool, typer.Option(help="With --list: keep the estimates already in OUT_DIR.")] = False,
     select_ref: Annotated[str, typer.Option(help=SELECT_REF_HELP)] = "given",
-    correction: Annotated[str, typer.Option(help=CORRECTION_HELP)] = "replace",
+    correction: Annotated[str | None, typer.Option(help=CORRECTION_HELP)] = None,
     num_speakers: Annotated[int | None, typer.Option(help="Speakers in the recording (default: estimated).")] = None,
     spans: Annotated[str | None, typer.Option(help="--select-ref oracle with --mix: the target-alone spans in "
                                               "seconds, START-END,START-END (e.g. 1.5-4,7.2-9).")] = None,
@@ -104,7 +105,7 @@ def eval_cmd(
     resume: Annotated[bool, typer.Option(help="Keep the rows already in OUT/metrics.csv; score the rest.")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     select_ref: Annotated[str, typer.Option(help=SELECT_REF_HELP.split(". Writes")[0] + ".")] = "given",
-    correction: Annotated[str, typer.Option(help=CORRECTION_HELP)] = "replace",
+    correction: Annotated[str | None, typer.Option(help=CORRECTION_HELP)] = None,
     num_speakers: Annotated[int | None, typer.Option(help="Speakers per recording (default: estimated).")] = None,
     vad: Annotated[str | None, typer.Option(help=VAD_HELP)] = None,
 ) -> None:
@@ -150,7 +151,7 @@ def parse_spans(text: str | None) -> list[tuple[float, float]] | None:
     return spans
 
 
-def _ref_config(select_ref: str, correction: str, num_speakers: int | None, spans: str | None, vad: str | None,
+def _ref_config(select_ref: str, correction: str | None, num_speakers: int | None, spans: str | None, vad: str | None,
                 registry: Any) -> Any:
     """The reference-selection options checked before any work (one error line for a bad one)."""
     from tsekit.refselect import MODES, RefSelectConfig
@@ -163,7 +164,8 @@ def _ref_config(select_ref: str, correction: str, num_speakers: int | None, span
     if vad is not None:
         registry().get("vad", vad)
     try:
-        return RefSelectConfig(correction=correction, num_speakers=num_speakers)  # type: ignore[arg-type]
+        chosen = {} if correction is None else {"correction": correction}
+        return RefSelectConfig(num_speakers=num_speakers, **chosen)  # type: ignore[arg-type]
     except ValueError as exc:
         message = str(exc).replace("correction", "--correction").replace("num_speakers", "--num-speakers")
         raise TsekitError(message) from None
