@@ -116,10 +116,7 @@ def simulate(
             p_absent=p_absent,
         )
     except ValueError as exc:
-        message = str(exc)
-        for name, option in _OPTIONS.items():
-            message = message.replace(name, option)
-        raise TsekitError(message) from None
+        raise _option_error(exc, _OPTIONS) from None
     data = load_corpus(corpus if corpus is not None else DEMO_CORPUS / "manifest.csv")
     if reverb and not quiet:
         typer.echo(f"tsekit: loading or generating the RIR bank ({config.rir_rooms} rooms)", err=True)
@@ -155,10 +152,7 @@ def _simulate_long(out: str, num: int, sample_rate: int, seed: int, corpus: str 
             enrollment_seconds=enrollment, sir_range=parse_range(sir, "--sir"),
         )
     except ValueError as exc:
-        message = str(exc)
-        for name, option in _LONG_OPTIONS.items():
-            message = message.replace(name, option)
-        raise TsekitError(message) from None
+        raise _option_error(exc, _LONG_OPTIONS) from None
     data = load_corpus(corpus if corpus is not None else DEMO_CORPUS / "manifest.csv")
     with _progress(not quiet) as bar:
         task = bar.add_task("simulating", total=num)
@@ -202,3 +196,11 @@ def _print_summary(s: dict[str, Any]) -> None:
         f"{s['list']}: {s['num']} mixtures ({s['written']} written, {s['kept']} kept) in {s['seconds']:.1f} s; "
         + ", ".join(parts)
     )
+
+
+def _option_error(exc: ValueError, options: dict[str, str]) -> TsekitError:
+    """A config's ValueError as a one-line error naming the command-line options instead of the config fields."""
+    message = str(exc)
+    for name, option in options.items():
+        message = message.replace(name, option)
+    return TsekitError(message)
