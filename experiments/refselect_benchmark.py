@@ -62,8 +62,8 @@ HELD_OUT = ["so0736", "so2059", "so2170", "so2282", "so2488", "so9600", "so9606"
             "so2034", "so3007", "so3046", "so3049", "so9558"]
 TUNE = ["so0053", "so0093", "so0563", "so1012", "so1061", "so1135", "so1465", "so1501", "so1502", "so2112", "so2244",
         "so2327", "so5401", "so5418", "so6067", "so9107", "so9556", "so9614", "so9624", "so9630"]
-"""Tuning speakers: the speechocean762 validation speakers of the default-model v2 run (config.json of
-experiments/default_model/run), unseen in training by v1 and v2 and disjoint from HELD_OUT."""
+"""Tuning speakers: the speechocean762 validation speakers of the default-model v2 run (the shipped card's
+``val_speakers``), unseen in training by v1 and v2 and disjoint from HELD_OUT."""
 PAPER = {"oracle": 14.4, "longest": 13.6, "cluster": 14.0, "sliding": 14.3}  # SI-SDR (dB), SpEx+ on LibriMix
 LABELS = {"given": "given (enrollment as it is)", "oracle": "oracle (ground-truth segments)",
           "longest": "longest (diarization + longest segment)", "cluster": "cluster (5 s chunks + clustering)",

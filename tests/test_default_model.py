@@ -137,6 +137,9 @@ def test_export_writes_model_card_and_curve(run_dir: Path, export_script: Any, t
     meta = json.loads((run_dir / "config.json").read_text())
     assert card["test_speakers"] == test_speakers and card["val_speakers"] == meta["val_speakers"]
     assert not set(card["test_speakers"]) & set(card["val_speakers"])
+    train = card["data"]["train_speakers"]
+    assert train == meta["train_speaker_ids"] and len(train) == meta["train_speakers"] == 40 - 4 - 4
+    assert not set(train) & (set(card["test_speakers"]) | set(card["val_speakers"]))
     assert card["config_hash"] == meta["config_hash"] and card["parameters"] == meta["parameters"]
     assert card["step"] == 2 and card["train"]["steps"] == 2 and card["train"]["hardware"] == "test box"
     assert card["train"]["cpu_s"] > 0 and card["train"]["time_s"] > 0
@@ -149,6 +152,16 @@ def test_export_writes_model_card_and_curve(run_dir: Path, export_script: Any, t
                    "../img/curve.png", "## Validation", "## Limitations", "`speakerbeam`", "4 test"):
         assert needle in text, needle
     assert tsekit.load_model(dest).sample_rate == 8000  # the exported folder is a loadable model
+
+
+def test_export_lists_training_speakers_of_a_run_that_predates_the_list(run_dir: Path, export_script: Any) -> None:
+    """Older runs recorded only the count: the card redoes the split and checks it against the run's record."""
+    meta = json.loads((run_dir / "config.json").read_text())
+    listed = meta.pop("train_speaker_ids")
+    assert export_script.train_speaker_ids(meta) == listed
+    meta["val_speakers"] = meta["val_speakers"][::-1]
+    with pytest.raises(TsekitError, match="no longer gives its speaker split"):
+        export_script.train_speaker_ids(meta)
 
 
 def test_export_chains_the_stages_of_a_warm_started_run(run_dir: Path, export_script: Any, tmp_path: Path,
@@ -178,6 +191,9 @@ def test_export_chains_the_stages_of_a_warm_started_run(run_dir: Path, export_sc
     assert curve[2]["cpu_s"] > curve[1]["cpu_s"] and png.read_bytes()[:4] == b"\x89PNG"
     text = (first / "MODEL_CARD.md").read_text()
     assert "2 stages" in text and "| 2 | 3 |" in text and str(first) in text
+    assert stage[0]["val_speakers"] == card["val_speakers"] and "validation speakers changed" not in text
+    other = {**card, "lineage": [{**stage[0], "val_speakers": stage[0]["val_speakers"][1:]}]}
+    assert "validation speakers changed at stage(s) 2" in export_script.model_card(other, None)
     latest = export_script.build_card(second_run, "latest")  # the latest checkpoint, as of a killed run
     assert latest["step"] == 3 and latest["train"]["cpu_s_at_step"] > 0
     with pytest.raises(TsekitError, match="best, last or latest"):

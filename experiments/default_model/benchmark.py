@@ -261,24 +261,28 @@ def report_markdown(bench: dict[str, Any]) -> str:
         "",
     ]
     if len(bench.get("sets") or {}) > 1:
-        lines += ["## Test sets and slices", "",
-                  ("| set | speakers | enrollment from another utterance | SI-SDRi (dB) | confusion | PESQ | STOI "
-                  "| same gender: SI-SDRi / confusion | different gender: SI-SDRi / confusion |"),
-                  "|---|---:|---:|---:|---:|---:|---:|---|---|"]
-        for name, t in bench["sets"].items():
-            tq, td, g = t["quality"], t["disjoint"], t["genders"] or {}
-
-            def cell(part: dict[str, Any] | None) -> str:
-                if not part or part["si_sdri"] is None:
-                    return "–"
-                return f"{part['si_sdri']:.2f} / {100 * part['confusion_rate']:.1f} % (n={part['n']})"
-
-            other = td["mixtures"] - td["enrollment_from_target_utterance"]
-            lines.append(f"| {name} | {len(t['speakers'])} | {other} of {td['mixtures']} | {tq['si_sdri']:.2f} "
-                         f"| {100 * tq['confusion_rate']:.1f} % | {tq['pesq']:.2f} | {tq['stoi']:.3f} "
-                         f"| {cell(g.get('same_gender'))} | {cell(g.get('different_gender'))} |")
-        lines.append("")
+        lines += ["## Test sets and slices", "", *sets_table(bench), ""]
     return "\n".join(lines)
+
+
+def sets_table(bench: dict[str, Any]) -> list[str]:
+    """Markdown rows: one per test set (corpus, cross-corpus) with its gender slices."""
+    lines = [("| set | speakers | enrollment from another utterance | SI-SDRi (dB) | confusion | PESQ | STOI "
+              "| same gender: SI-SDRi / confusion | different gender: SI-SDRi / confusion |"),
+             "|---|---:|---:|---:|---:|---:|---:|---|---|"]
+
+    def cell(part: dict[str, Any] | None) -> str:
+        if not part or part["si_sdri"] is None:
+            return "–"
+        return f"{part['si_sdri']:.2f} / {100 * part['confusion_rate']:.1f} % (n={part['n']})"
+
+    for name, t in bench["sets"].items():
+        tq, td, g = t["quality"], t["disjoint"], t["genders"] or {}
+        other = td["mixtures"] - td["enrollment_from_target_utterance"]
+        lines.append(f"| {name} | {len(t['speakers'])} | {other} of {td['mixtures']} | {tq['si_sdri']:.2f} "
+                     f"| {100 * tq['confusion_rate']:.1f} % | {tq['pesq']:.2f} | {tq['stoi']:.3f} "
+                     f"| {cell(g.get('same_gender'))} | {cell(g.get('different_gender'))} |")
+    return lines
 
 
 def test_sets(corpora: list[str], speakers: list[str]) -> list[dict[str, Any]]:

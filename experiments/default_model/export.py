@@ -23,9 +23,23 @@ REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DEST = REPO / "tsekit" / "models" / "default"
 CURVE_PNG = REPO / "docs" / "img" / "default_model_curve.png"
 MAX_WEIGHTS_BYTES = 30_000_000  # 30 MB
-CORPUS_NAME = "LibriSpeech train-clean-100 subset (librispeech-mini: one utterance per speaker)"
-CORPUS_LICENSE = "CC BY 4.0"
+KNOWN_CORPORA = {  # a substring of the manifest path -> how the card names, licenses and cites it
+    "librispeech-mini": ("LibriSpeech train-clean-100 subset (librispeech-mini: one utterance per speaker)",
+                         "CC BY 4.0", "Panayotov et al., ICASSP 2015, openslr.org/12"),
+    "speechocean762": ("speechocean762 (Mandarin-L1 adults and children reading English, 20–30 utterances each)",
+                       "Apache-2.0", "Zhang et al., Interspeech 2021, openslr.org/101"),
+}
 BENCH_TARGETS = {"si_sdri": 10.0, "confusion_rate": 0.05, "rtf": 0.05}
+
+
+def benchmark_module() -> Any:
+    """``benchmark.py`` beside this script (it renders the per-test-set table)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("default_model_benchmark", Path(__file__).with_name("benchmark.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -40,10 +54,31 @@ def validation_curve(rows: list[dict[str, Any]]) -> list[dict[str, float]]:
              "si_sdri": float(r["si_sdri"])} for r in rows if r.get("split") == "val" and "si_sdri" in r]
 
 
-def corpus_name(corpus: str | None) -> str:
+def corpus_sources(corpus: str | list[str] | None) -> list[dict[str, str]]:
+    """``[{path, name, license, cite}]`` for each manifest of ``data.corpus`` (a path, a list, or the demo)."""
     if corpus is None:
-        return "the bundled demo corpus (40 LibriSpeech speakers, one 10 s utterance each)"
-    return CORPUS_NAME if "librispeech-mini" in str(corpus) else f"`{corpus}`"
+        return [{"path": "demo", "name": "the bundled demo corpus (40 LibriSpeech speakers, one 10 s utterance each)",
+                 "license": "CC BY 4.0", "cite": KNOWN_CORPORA["librispeech-mini"][2]}]
+    out = []
+    for path in [corpus] if isinstance(corpus, str) else list(corpus):
+        key = next((k for k in KNOWN_CORPORA if k in str(path)), None)
+        name, licence, cite = KNOWN_CORPORA[key] if key else (f"`{path}`", "see the corpus", "n/a")
+        out.append({"path": str(path), "name": name, "license": licence, "cite": cite})
+    return out
+
+
+def train_speaker_ids(meta: dict[str, Any]) -> list[str]:
+    """The run's training speakers: recorded in ``config.json``, or (runs that predate it) the same split redone."""
+    from tsekit.engine.experiment import speaker_split
+    from tsekit.errors import TsekitError
+
+    if meta.get("train_speaker_ids") is not None:
+        return [str(s) for s in meta["train_speaker_ids"]]
+    train, val = speaker_split(meta["config"])
+    if [str(s) for s in val.speakers] != [str(s) for s in meta.get("val_speakers", [])] or \
+            len(train.speakers) != meta.get("train_speakers"):
+        raise TsekitError("the run's corpus no longer gives its speaker split; cannot list the training speakers")
+    return [str(s) for s in train.speakers]
 
 
 def resolved_simulation(simulation: dict[str, Any], sample_rate: int | None) -> dict[str, Any]:
@@ -79,6 +114,7 @@ def stage_of(card: dict[str, Any]) -> dict[str, Any]:
         "steps": step, "cpu_s": card["train"].get("cpu_s_at_step"), "time_s": card["train"].get("time_s_at_step"),
         "hardware": card["train"].get("hardware"),
         "val_curve": [c for c in card.get("val_curve", []) if c["step"] <= step],
+        "val_speakers": card.get("val_speakers"),
     }
 
 
@@ -174,10 +210,9 @@ def build_card(run_dir: str | Path, which: str = "best", *, bench: dict[str, Any
         },
         "data": {
             "corpus": config["data"].get("corpus"),
-            "name": corpus_name(config["data"].get("corpus")),
-            "license": CORPUS_LICENSE,
+            "sources": corpus_sources(config["data"].get("corpus")),
             "simulation": resolved_simulation(config["data"].get("simulation", {}), spec.get("sample_rate")),
-            "train_speakers": meta.get("train_speakers"),
+            "train_speakers": train_speaker_ids(meta),
             "val_speakers": [str(s) for s in meta.get("val_speakers", [])],
             "test_speakers": test_speakers,
         },
@@ -261,6 +296,12 @@ def model_card(card: dict[str, Any], curve_link: str | None) -> str:
     sim = d["simulation"]
     sir = "…".join(f"{v:g}" for v in sim.get("sir_range", ()))
     interferers = "–".join(str(v) for v in sorted(set(sim.get("num_interferers", ())))) or "n/a"
+    speeds = "/".join(f"{f:g}" for f in sim.get("speed_factors") or (1.0,))
+    speeds = "none" if speeds == "1" else f"{speeds} (as new speakers)"
+    cross = sim.get("p_cross_corpus")
+    pairs = ("target and interferer from the same corpus" if cross == 0 else
+             "target and interferer drawn regardless of corpus" if cross is None else
+             f"cross-corpus pairs with probability {cross:g}")
     state = [w for w, key in (("pretrained", "pretrained"), ("frozen", "frozen")) if m["encoder_config"].get(key)]
     encoder_state = f" ({', '.join(state)})" if state else ""
     lines = [
@@ -282,13 +323,15 @@ def model_card(card: dict[str, Any], curve_link: str | None) -> str:
         "",
         "## Data",
         "",
-        f"- {d['name']}, {d['license']} (LibriSpeech, Panayotov et al. 2015, openslr.org/12)",
-        (f"- speakers: {d['train_speakers']} train, {len(d['val_speakers'])} validation, "
-        f"{len(d['test_speakers'])} test (held out of training and validation; listed in `card.json`)"),
+        *[f"- {src['name']}, {src['license']} ({src['cite']})" for src in d["sources"]],
+        (f"- speakers: {len(d['train_speakers'])} train, {len(d['val_speakers'])} validation, "
+        f"{len(d['test_speakers'])} test (test speakers held out of training and validation; all three lists "
+        "are in `card.json`)"),
         (f"- mixtures simulated on the fly: {sim.get('segment_seconds', 'n/a')} s segments, "
-        f"{sim.get('enrollment_seconds', 'n/a')} s enrollment (another utterance of the target speaker, or a "
-        f"disjoint part of the target's utterance when the speaker has one), {interferers} interfering "
-        f"speaker(s) at SIR {sir} dB, noise: {sim.get('noise', 'n/a')}, reverberation: {'yes' if sim.get('reverb') else 'no'}"),
+        f"{sim.get('enrollment_seconds', 'n/a')} s enrollment (another utterance of the target speaker when it has "
+        f"one, else a disjoint part of the target's utterance), {interferers} interfering speaker(s) at SIR {sir} dB, "
+        f"{pairs}, speed perturbation {speeds}, noise: {sim.get('noise') or 'none'}, "
+        f"reverberation: {'yes' if sim.get('reverb') else 'no'}"),
         "",
         "## Training",
         "",
@@ -324,6 +367,11 @@ def model_card(card: dict[str, Any], curve_link: str | None) -> str:
     ]
     if curve_link:
         lines += [f"![validation SI-SDRi against training CPU time and step]({curve_link})", ""]
+    changed = [i + 2 for i, (a, b) in enumerate(zip(lineage, [*lineage[1:], card], strict=False))
+               if a.get("val_speakers") is not None and sorted(a["val_speakers"]) != sorted(b.get("val_speakers") or [])]
+    if changed:
+        lines += [(f"The validation speakers changed at stage(s) {', '.join(map(str, changed))} (the training data "
+                   "changed): SI-SDRi values compare only between stages that share a validation set."), ""]
     lines += ["| stage | step | CPU time (h) | wall time (h) | validation SI-SDRi (dB) |", "|---:|---:|---:|---:|---:|"]
     lines += [f"| {int(c.get('stage', 0)) + 1} | {c['step']} | {_num(c['cpu_s'] / 3600)} | {_num(c['time_s'] / 3600)} "
               f"| {_num(c['si_sdri'])} |" for c in curve]
@@ -359,16 +407,19 @@ def model_card(card: dict[str, Any], curve_link: str | None) -> str:
             f"| enrollment time ({r['enrollment_seconds']:g} s) | {_num(r['enroll_s'], '.3f')} s | | |",
             "",
         ]
+        if len(bench.get("sets") or {}) > 1:
+            lines += ["Every test set (the targets above are scored on the first):", "",
+                      *benchmark_module().sets_table(bench), ""]
     else:
         lines += ["No benchmark was run for this export (`experiments/default_model/benchmark.py`).", ""]
     lines += [
         "## Limitations",
         "",
-        ("- Trained on read English audiobook speech at 16 kHz from a few hundred speakers, one utterance each, "
-        "with a CPU budget: expect lower quality on conversational, noisy, reverberant, far-field or "
-        "non-English audio and on unseen recording conditions."),
-        ("- Mixtures had exactly one interfering speaker and no noise or reverberation; more speakers, "
-        "noise and echo are out of distribution."),
+        (f"- Trained on read English speech from {len(d['train_speakers'])} speakers of "
+        f"{' and '.join(src['name'].split(' (')[0] for src in d['sources'])} with a CPU budget: expect lower quality on conversational, noisy, "
+        "reverberant, far-field or non-English audio and on unseen recording conditions."),
+        (f"- Mixtures had {interferers} interfering speaker(s), noise: {sim.get('noise') or 'none'}, reverberation: "
+        f"{'yes' if sim.get('reverb') else 'no'}; more speakers, noise and echo beyond that are out of distribution."),
         ("- The model can extract the wrong speaker (target confusion), most often when the voices are "
         "similar or the enrollment is short or noisy; give at least a few seconds of clean enrollment."),
         "- The output level follows the mixture (least-squares rescaling); SI-SDR training does not fix it.",

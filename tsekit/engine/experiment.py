@@ -219,6 +219,20 @@ def model_plan(model: Mapping[str, Any], registry: Any = None) -> Any:
                 registry=registry)
 
 
+def speaker_split(config: Mapping[str, Any]) -> tuple[Any, Any]:
+    """The training and validation corpora of a resolved config: speaker-disjoint (validation speakers drawn
+    from every corpus of ``data.corpus``), the test speakers (``data.exclude_speakers``) in neither."""
+    from tsekit.data import DEMO_CORPUS
+    from tsekit.data.corpus import load_corpus
+
+    data = config["data"]
+    corpus = load_corpus(data["corpus"] or DEMO_CORPUS / "manifest.csv")  # one source or a list
+    excluded = {str(s) for s in data.get("exclude_speakers") or []}
+    if excluded:
+        corpus = corpus.subset(s for s in corpus.speakers if s not in excluded)
+    return corpus.split(int(data["val_speakers"]), seed=int(config["seed"]))
+
+
 def datasets(config: Mapping[str, Any], sample_rate: int, horizon: int) -> tuple[Any, Any]:
     """The training and validation simulators of a resolved config: speaker-disjoint (validation speakers drawn
     from every corpus of ``data.corpus``), the test speakers (``data.exclude_speakers``) in neither;
@@ -226,17 +240,11 @@ def datasets(config: Mapping[str, Any], sample_rate: int, horizon: int) -> tuple
     import dataclasses
 
     from tsekit.config import make_config
-    from tsekit.data import DEMO_CORPUS
-    from tsekit.data.corpus import load_corpus
     from tsekit.data.simulate import MixtureSimulator, SimulationConfig
 
     data, seed = config["data"], int(config["seed"])
     sim_cfg = make_config(SimulationConfig, {**data["simulation"], "sample_rate": sample_rate}, where="data.simulation")
-    corpus = load_corpus(data["corpus"] or DEMO_CORPUS / "manifest.csv")  # one source or a list
-    excluded = {str(s) for s in data.get("exclude_speakers") or []}
-    if excluded:
-        corpus = corpus.subset(s for s in corpus.speakers if s not in excluded)
-    train_corpus, val_corpus = corpus.split(int(data["val_speakers"]), seed=seed)
+    train_corpus, val_corpus = speaker_split(config)
     mix_seed = seed if data.get("mix_seed") is None else int(data["mix_seed"])
     train_set = MixtureSimulator(train_corpus, sim_cfg, seed=mix_seed, length=horizon)
     # validation is the real task: no speed perturbation, and same-corpus pairs when training draws by corpus
@@ -318,6 +326,7 @@ def _train(
         "model": model.spec.__dict__ if model.spec else None,
         "parameters": model.parameter_counts(),
         "train_speakers": len(train_corpus.speakers),
+        "train_speaker_ids": train_corpus.speakers,
         "val_speakers": val_corpus.speakers,
     }
     main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 writes
