@@ -102,8 +102,10 @@ def manifest(out: Path, corpora: str, speakers: str = "test") -> Path:
 
 
 def _training_speakers(card: dict[str, Any]) -> set[str]:
-    """The speakers of the default model's training corpus, less its held-out test and validation speakers."""
+    """The default model's training speakers (listed by its card; older cards: corpus less test and validation)."""
     data = card["config"]["data"]
+    if isinstance(card.get("data", {}).get("train_speakers"), list):
+        return set(card["data"]["train_speakers"])
     with (ROOT / data["corpus"]).resolve().open(newline="") as fh:
         speakers = {row["speaker"] for row in csv.DictReader(fh)}
     return speakers - set(data.get("exclude_speakers", [])) - set(card.get("val_speakers", []))

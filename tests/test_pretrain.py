@@ -3,6 +3,7 @@ checkpoints: a killed run, a damaged checkpoint, a folder in the format before i
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import subprocess
@@ -347,3 +348,46 @@ def test_help_never_imports_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_cosine_lr_warms_up_then_decays_to_the_floor() -> None:
+    from tsekit.engine.pretrain import cosine_lr
+
+    rates = [cosine_lr(1.0, step, 100) for step in range(100)]
+    assert rates[0] == 0.5 and rates[1] == 1.0  # 2 warm-up steps
+    assert all(a >= b for a, b in itertools.pairwise(rates[1:])) and rates[-1] < 0.012
+    assert cosine_lr(1.0, 51, 100) == pytest.approx(0.01 + 0.99 * 0.5)
+
+
+def test_a_cosine_run_stopped_by_an_error_resumes_like_a_straight_one(tmp_path: Path, monkeypatch) -> None:
+    from tsekit.engine import pretrain
+
+    options = {**XVECTOR, "lr_schedule": "cosine", "lr": 0.01}
+    straight = pretrain.pretrain_encoder(DEMO_CORPUS / "manifest.csv", tmp_path / "a", steps=4, checkpoint_every=1,
+                                         **options)
+    batch = pretrain._training_batch
+
+    def failing(step: int, *args: object) -> object:
+        if step == 2:
+            raise RuntimeError("stopped")
+        return batch(step, *args)
+
+    monkeypatch.setattr(pretrain, "_training_batch", failing)
+    with pytest.raises(RuntimeError, match="stopped"):
+        pretrain.pretrain_encoder(DEMO_CORPUS / "manifest.csv", tmp_path / "b", steps=4, checkpoint_every=1, **options)
+    monkeypatch.setattr(pretrain, "_training_batch", batch)
+    resumed = pretrain.pretrain_encoder(DEMO_CORPUS / "manifest.csv", tmp_path / "b", steps=4, checkpoint_every=1,
+                                        resume=True, **options)
+    assert resumed["resumed_from"] == 2 and resumed["lr_schedule"] == "cosine"
+    assert resumed["log"] == straight["log"] and resumed["eer_after"] == straight["eer_after"]
+    with pytest.raises(TsekitError, match=r"differs in lr_schedule, steps$"):
+        pretrain.pretrain_encoder(DEMO_CORPUS / "manifest.csv", tmp_path / "b", steps=5, resume=True,
+                                  **{**XVECTOR, "lr": 0.01})
+
+
+def test_bad_schedules_are_one_line(tsekit_cli, tmp_path: Path) -> None:
+    base = ["pretrain-encoder", "--corpus", str(DEMO_CORPUS), "--out", str(tmp_path / "o"), *TINY]
+    for extra, expected in ((["--lr-schedule", "cyclic"], "lr_schedule must be constant or cosine"),
+                            (["--lr-schedule", "cosine", "--max-time", "1m"], "needs a step count")):
+        result = tsekit_cli([*base, *extra])
+        assert result.exit_code == 1 and expected in result.stderr and "\n" not in result.stderr.strip(), result.output

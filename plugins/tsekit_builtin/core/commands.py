@@ -45,6 +45,9 @@ def install(app: typer.Typer) -> None:
         batch_size: Annotated[int, typer.Option(help="Crops per step.")] = 32,
         crop_seconds: Annotated[float, typer.Option(help="Training crop length in seconds.")] = 2.0,
         lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
+        lr_schedule: Annotated[
+            str, typer.Option(help="constant, or cosine (2 % warm-up, then down to lr/100 over --steps).")
+        ] = "constant",
         augment: Annotated[bool, typer.Option(help="Random speed (0.95/1/1.05) and gain (+-6 dB).")] = True,
         checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 100,
         resume: Annotated[bool, typer.Option(help="Continue from OUT's checkpoint (fresh start if there is none).")] = False,
@@ -79,6 +82,7 @@ def install(app: typer.Typer) -> None:
             batch_size=batch_size,
             crop_seconds=crop_seconds,
             lr=lr,
+            lr_schedule=lr_schedule,
             augment=augment,
             checkpoint_every=checkpoint_every,
             resume=resume,
