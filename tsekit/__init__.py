@@ -12,6 +12,7 @@ Public API (torch is imported only when a model is built):
   pretrain_encoder(...)        the `tsekit pretrain-encoder` engine: any trainable encoder, speaker classification
   export_model(path, out)      the `tsekit export` engine: ONNX graphs for onnxruntime
   load_onnx_model(folder)      an exported model with .enroll(...) and .extract(...), without torch
+  stream(model, embedding)     streaming extraction with a causal model: .process(chunk) -> chunk, .flush()
 
 The modules a plugin or a script may import are PUBLIC_MODULES; everything else is machinery that may move
 (moved modules keep their old path for a release, with a DeprecationWarning). PLUGIN_API is the version of
@@ -57,6 +58,7 @@ PUBLIC_MODULES = (
     "tsekit.testing",    # the conformance suite
     "tsekit.export",     # ONNX export: export_model, quantisation, the parity check
     "tsekit.onnx_inference",  # exported models without torch: OnnxExtractor, load_onnx_model, read_manifest
+    "tsekit.streaming",  # streaming causal extraction: stream, Streamer, overlap_add
 )
 
 __all__ = [
@@ -83,6 +85,7 @@ __all__ = [
     "load_plugins",
     "plan_model",
     "pretrain_encoder",
+    "stream",
     "train",
 ]
 
@@ -100,6 +103,7 @@ _LAZY = {
     "DEFAULT_MODEL": "tsekit.inference",
     "export_model": "tsekit.export",
     "load_onnx_model": "tsekit.onnx_inference",
+    "stream": "tsekit.streaming",
     "train": "tsekit.engine.experiment",
 }
 
@@ -115,6 +119,7 @@ if TYPE_CHECKING:
     from tsekit.plan import plan as plan_model
     from tsekit.plugins import load_plugins
     from tsekit.registry import Registry, get_registry
+    from tsekit.streaming import stream
 
 
 def __getattr__(name: str) -> Any:

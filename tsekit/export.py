@@ -6,7 +6,11 @@ Two graphs, each traced by ``torch.export`` with the batch and length dimensions
 - ``enroll.onnx``: enrollment ``[batch, samples]`` at the encoder's rate → ``embedding`` ``[batch, D]`` (the
   encoder's ``forward`` without lengths); none for an encoder that does not embed audio (``precomputed``);
 - ``extract.onnx``: ``mixture`` ``[batch, samples]`` + ``embedding`` ``[batch, D]`` → ``estimate``
-  ``[batch, samples]`` (``TSEModel.extract``: fusions, backbone, a separate-then-select backbone's encoder).
+  ``[batch, samples]`` (``TSEModel.extract``: fusions, backbone, a separate-then-select backbone's encoder);
+- ``stream.onnx`` (``stream=True``, a causal model whose backbone streams): one step of
+  :class:`tsekit.streaming.Streamer`, new samples ``chunk`` ``[batch, frames·hop]`` + ``embedding`` + each state →
+  ``estimate`` ``[batch, frames·hop]``, ``pending`` (the output after the last frame if none follows) and each
+  state's next value; the manifest lists the states with their shapes and initial values.
 
 Nothing here knows a component: one exports when its modules trace (tensor operations, shape arithmetic on
 symbolic sizes; no ``.tolist()``/``int(tensor)`` on the path without lengths). Two things are done to every graph:
@@ -41,7 +45,7 @@ FORMATS = ("onnx",)
 QUANTIZATIONS = ("int8",)
 OPSET = 18
 """The lowest opset of torch's ONNX exporter; onnxruntime ≥ 1.14 runs it on the CPU."""
-ENROLL_FILE, EXTRACT_FILE = "enroll.onnx", "extract.onnx"
+ENROLL_FILE, EXTRACT_FILE, STREAM_FILE = "enroll.onnx", "extract.onnx", "stream.onnx"
 PARITY_TOLERANCE = 1e-4
 """Largest |ONNX − PyTorch| an export may show, relative to the PyTorch output's peak."""
 TRACE_SECONDS = 1.37
@@ -49,13 +53,16 @@ CHECKS = ((1, 0.77), (2, 2.31), (1, 12.1))
 """(batch, seconds) at which each graph is compared with PyTorch: other sizes than the traced ones, and a long
 signal (float32 sums over a long axis drift in onnxruntime)."""
 CHUNK_SECONDS, OVERLAP_SECONDS = 30.0, 1.0
+STREAM_CHECKS = ((2.31, 1.0), (0.77, 0.37))
+"""(seconds, chunk as a fraction of the exported one) at which the stream graph is compared with PyTorch's streamer."""
 
 
 def export_model(model: str | Path | None, out: str | Path, *, format: str = "onnx", quantize: str | None = None,
-                 registry: Any = None, check: bool = True) -> Path:
+                 registry: Any = None, check: bool = True, stream: bool = False, chunk_ms: float = 20.0) -> Path:
     """Export a saved model (run folder, model folder; None: the default model) into the new folder ``out``:
-    ``enroll.onnx``, ``extract.onnx`` and ``manifest.json``. ``check`` compares the graphs with PyTorch (one-line
-    error beyond :data:`PARITY_TOLERANCE`). Returns ``out``."""
+    ``enroll.onnx``, ``extract.onnx``, with ``stream`` also ``stream.onnx`` (steps of ``chunk_ms`` by default), and
+    ``manifest.json``. ``check`` compares the graphs with PyTorch (one-line error beyond :data:`PARITY_TOLERANCE`).
+    Returns ``out``."""
     if format not in FORMATS:
         raise TsekitError(f"unknown export format {format!r}; choose from {', '.join(FORMATS)}")
     if quantize is not None and quantize not in QUANTIZATIONS:
@@ -75,6 +82,8 @@ def export_model(model: str | Path | None, out: str | Path, *, format: str = "on
     meta = read_spec(source)
     spec_file = source / SPEC_FILE if source.is_dir() else source
     tse = load_model(source, registry=registry)
+    if stream:
+        _streamer(tse, chunk_ms)  # a one-line error for a model that does not stream, before any work
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     umask = os.umask(0)
@@ -82,6 +91,8 @@ def export_model(model: str | Path | None, out: str | Path, *, format: str = "on
     work.chmod(0o777 & ~umask)  # mkdtemp makes 0700; the result should read like any new folder
     try:
         graphs = export_graphs(tse, work)
+        if stream:
+            graphs["stream"] = export_stream_graph(tse, work, chunk_ms)
         parity = check_parity(tse, work, graphs) if check else None
         quantization = quantize_graphs(tse, work, graphs) if quantize else None
         for graph in graphs.values():
@@ -135,6 +146,112 @@ def export_graphs(model: Any, folder: Path) -> dict[str, dict[str, Any] | None]:
                                              "embedding", folder / ENROLL_FILE, enc_rate,
                                              f"the enroll graph of {components}")
     return {"extract": graphs["extract"], "enroll": graphs["enroll"]}
+
+
+def _streamer(model: Any, chunk_ms: float, embedding: Any = None) -> Any:
+    """A :class:`tsekit.streaming.Streamer` of ``model`` (for a unit embedding when none is given)."""
+    import torch
+
+    from tsekit.streaming import Streamer
+
+    if embedding is None:
+        embedding = torch.nn.functional.normalize(torch.ones(model.embedding_dim), dim=0)
+    return Streamer(model, embedding, chunk_ms=chunk_ms)
+
+
+def export_stream_graph(model: Any, folder: Path, chunk_ms: float) -> dict[str, Any]:
+    """Write ``stream.onnx``: one :class:`tsekit.streaming.Streamer` step with the batch and the frame count symbolic;
+    its record for the manifest (inputs, outputs, states with shapes and initial values, framing, latency)."""
+    import torch
+    from torch import nn
+
+    from tsekit.nn import SiteAdapter
+
+    streamer = _streamer(model, chunk_ms)
+    spec, backbone = streamer.spec, model.backbone
+    names = list(backbone.stream_state(1))
+    fusions = streamer.fusions
+    history = spec.reads - spec.hop
+
+    class StreamGraph(nn.Module):
+        def __init__(self, model: Any) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, chunk: torch.Tensor, embedding: torch.Tensor, past: torch.Tensor,
+                    *states: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            samples = torch.cat([past, chunk], dim=-1)
+            out, new = backbone.stream_step(samples, dict(zip(names, states, strict=True)),
+                                            SiteAdapter(fusions, embedding))
+            pending = backbone.stream_tail(new).clone()  # its own output even where it is a state (ONNX names one)
+            return out, pending, samples[:, chunk.shape[-1] :], *(new[name] for name in names)
+
+    generator = torch.Generator().manual_seed(0)
+    batch, frames = torch.export.Dim("batch", min=1, max=1024), torch.export.Dim("frames", min=1, max=1 << 20)
+    example_frames = max(3, streamer.max_frames)
+    chunk = 0.1 * torch.randn(2, example_frames * spec.hop, generator=generator)
+    embedding = torch.nn.functional.normalize(torch.randn(2, model.embedding_dim, generator=generator), dim=1)
+    past = 0.1 * torch.randn(2, history, generator=generator)
+    state = backbone.stream_state(2)
+    example = (chunk, embedding, past, *(state[name] for name in names))
+    shapes = ({0: batch, 1: frames * spec.hop}, {0: batch}, {0: batch}, tuple({0: batch} for _ in names))
+    what = f"the stream graph of {_components(model)}"
+    path = folder / STREAM_FILE
+    with _leaky_prelus(model):
+        try:
+            with torch.no_grad(), _quiet(), _accurate_group_norms():
+                program = torch.export.export(StreamGraph(model).eval(), example, dynamic_shapes=shapes)
+        except Exception as exc:
+            raise TsekitError(f"cannot export {what}: torch.export cannot trace it ({_one_line(exc)})") from None
+        inputs = ["chunk", "embedding", "history", *names]
+        outputs = ["estimate", "pending", *(f"{name}.next" for name in ["history", *names])]
+        try:
+            with _quiet():
+                torch.onnx.export(program, example, str(path), input_names=inputs, output_names=outputs,
+                                  opset_version=OPSET, dynamo=True, external_data=False, optimize=False)
+        except Exception as exc:
+            raise TsekitError(f"cannot export {what}: no ONNX translation ({_one_line(exc)})") from None
+    shapes_of: dict[str, list[Any]] = {
+        "chunk": ["batch", "chunk"], "embedding": ["batch", int(model.embedding_dim)], "history": ["batch", history],
+        **{n: ["batch", *map(int, state[n].shape[1:])] for n in names},
+    }
+    pending = ["batch", spec.window - spec.hop]
+    _name_stream_dimensions(path, shapes_of, {"estimate": ["batch", "chunk"], "pending": pending})
+    states = [{"name": n, "output": f"{n}.next", "shape": shapes_of[n], "dtype": "float32",
+               "init": "input" if n == "history" else "zeros"} for n in ["history", *names]]
+    latency = streamer.latency()
+    return {
+        "file": path.name,
+        "inputs": [{"name": n, "shape": shapes_of[n], "dtype": "float32"} for n in inputs],
+        "outputs": [{"name": "estimate", "shape": ["batch", "chunk"], "dtype": "float32"},
+                    {"name": "pending", "shape": pending, "dtype": "float32"},
+                    *({"name": s["output"], "shape": s["shape"], "dtype": "float32"} for s in states)],
+        "states": states,
+        "hop": spec.hop, "window": spec.window, "lookahead": spec.lookahead, "pad_end": spec.pad_end,
+        "chunk_samples": streamer.chunk_samples, "delay_samples": streamer.delay,
+        "latency_ms": latency["latency_ms"], "window_ms": latency["window_ms"], "lookahead_ms": latency["lookahead_ms"],
+        "note": "chunk: whole hops of new samples (up to chunk_samples per step); history starts as the stream's "
+                "first window + lookahead − hop samples (init 'input'), the other states as zeros; the output is "
+                "the offline estimate (without mixture-consistent rescaling) delay_samples late",
+    }
+
+
+def _name_stream_dimensions(path: Path, inputs: dict[str, list[Any]], outputs: dict[str, list[Any]]) -> None:
+    """The stream graph's signature with named symbolic dimensions; intermediate shape annotations dropped."""
+    import onnx
+
+    graph = onnx.load(str(path))
+    for value in list(graph.graph.input) + list(graph.graph.output):
+        shape = inputs.get(value.name) or outputs.get(value.name) or inputs.get(value.name.removesuffix(".next"))
+        if shape is None:
+            continue
+        for dim, size in zip(value.type.tensor_type.shape.dim, shape, strict=True):
+            if isinstance(size, str):
+                dim.dim_param = size
+            else:
+                dim.dim_value = size
+    del graph.graph.value_info[:]
+    onnx.save(graph, str(path))
 
 
 @contextlib.contextmanager
@@ -324,7 +441,7 @@ def check_parity(model: Any, folder: Path, graphs: dict[str, dict[str, Any] | No
     ort = require("onnxruntime", "checking an export")
     sessions = {name: ort.InferenceSession(str(folder / g["file"]), sess_options=session_options(),
                                            providers=["CPUExecutionProvider"])
-                for name, g in graphs.items() if g is not None}
+                for name, g in graphs.items() if g is not None and name != "stream"}
     rate, enc_rate = model.sample_rate, model.encoder.sample_rate
     speech, enroll_speech = _demo_speech(rate, 8), _demo_speech(enc_rate, 8)
     worst = dict.fromkeys(sessions, 0.0)
@@ -352,7 +469,48 @@ def check_parity(model: Any, folder: Path, graphs: dict[str, dict[str, Any] | No
                 embedding = torch.nn.functional.normalize(noise, dim=1)
             (got,) = sessions["extract"].run(None, {"mixture": mixture.numpy(), "embedding": embedding.numpy()})
             compare("extract", got, model.extract(mixture, embedding).numpy(), (batch, n))
-    return {"tolerance": PARITY_TOLERANCE, "checked": [list(c) for c in CHECKS], "max_relative_difference": worst}
+    parity = {"tolerance": PARITY_TOLERANCE, "checked": [list(c) for c in CHECKS], "max_relative_difference": worst}
+    stream = graphs.get("stream")
+    if stream is not None:
+        worst["stream"] = check_stream_parity(model, folder, stream, speech)
+        parity["stream_checked"] = [list(c) for c in STREAM_CHECKS]
+    return parity
+
+
+def check_stream_parity(model: Any, folder: Path, graph: dict[str, Any], speech: list[Any] | None = None) -> float:
+    """Largest |ONNX − PyTorch| of the streamed outputs, relative to the PyTorch output's peak, on bundled speech
+    at :data:`STREAM_CHECKS`; a one-line error beyond :data:`PARITY_TOLERANCE`."""
+    import numpy as np
+    import torch
+
+    from tsekit.onnx_inference import OnnxStreamer, session_options
+
+    ort = require("onnxruntime", "checking an export")
+    session = ort.InferenceSession(str(folder / graph["file"]), sess_options=session_options(),
+                                   providers=["CPUExecutionProvider"])
+    rate, chunk = model.sample_rate, int(graph["chunk_samples"])
+    speech = speech or _demo_speech(rate, 8)
+    embedding = torch.nn.functional.normalize(torch.randn(model.embedding_dim, generator=torch.Generator().manual_seed(3)),
+                                              dim=0)
+    worst = 0.0
+    for seconds, fraction in STREAM_CHECKS:
+        n, step = int(seconds * rate) + 1, max(1, int(fraction * chunk))
+        mixture = (_demo_signal(speech, 1, n) + _demo_signal(speech, 6, n)).numpy()
+        ours = _streamer(model, 1000 * chunk / rate, embedding)
+        theirs = OnnxStreamer(session, graph, embedding.numpy(), rate)
+        pieces: list[tuple[Any, Any]] = []
+        for start in range(0, n, step):
+            pieces.append((ours.process(torch.from_numpy(mixture[start : start + step])).numpy(),
+                           theirs.process(mixture[start : start + step])))
+        pieces.append((ours.flush().numpy(), theirs.flush()))
+        expected = np.concatenate([p[0] for p in pieces])
+        got = np.concatenate([p[1] for p in pieces])
+        gap = float(np.abs(got - expected).max()) / max(float(np.abs(expected).max()), 1e-12)
+        worst = max(worst, gap)
+        if not gap <= PARITY_TOLERANCE:
+            raise TsekitError(f"the exported stream graph differs from PyTorch's streamer on {n} samples in chunks of "
+                              f"{step} (max |Δ| = {gap:.2g} of the peak, more than {PARITY_TOLERANCE:g})")
+    return worst
 
 
 CALIBRATION_MIXTURES, CALIBRATION_SECONDS = 8, 2.0
@@ -464,7 +622,7 @@ def _manifest(model: Any, meta: dict[str, Any], spec_file: Path, graphs: dict[st
         "quantization": quantization,
         "graphs": graphs,
         "latency": {
-            "mode": "offline",
+            "mode": "offline" if graphs.get("stream") is None else "offline and stream",
             "causal": backbone_config.get("causal"),
             "chunk_seconds": CHUNK_SECONDS,
             "overlap_seconds": OVERLAP_SECONDS,

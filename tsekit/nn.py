@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -192,6 +192,56 @@ class Backbone(nn.Module):
 
     def forward(self, mixture: Tensor, adapt: Adapter) -> Tensor:
         raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """How a streaming backbone frames a signal. Frame ``f`` reads input samples ``[f·hop, f·hop + window +
+    lookahead)`` and adds its output to samples ``[f·hop, f·hop + window)``; the offline forward of ``T`` samples
+    is the overlap-add of frames ``0 … frames(T) − 1``, cut or zero-padded to ``T``."""
+
+    hop: int
+    window: int
+    """Samples one frame's output spans (the synthesis window)."""
+    lookahead: int = 0
+    """Input samples a frame reads beyond its window (a longer analysis window)."""
+    pad_end: bool = True
+    """The offline forward zero-pads an incomplete last frame (True) or drops it (False)."""
+
+    @property
+    def reads(self) -> int:
+        """Input samples one frame reads."""
+        return self.window + self.lookahead
+
+    def frames(self, length: int) -> int:
+        """Frames the offline forward computes for ``length`` samples (one for a signal shorter than a window)."""
+        if length <= self.window:
+            return 1
+        whole, rest = divmod(length - self.window, self.hop)
+        return whole + 1 + (1 if self.pad_end and rest else 0)
+
+
+@runtime_checkable
+class StreamingBackbone(Protocol):
+    """The optional streaming hook of a causal backbone (:func:`tsekit.streaming.stream` drives it). State is a dict of
+    tensors with a fixed shape each, so that memory stays constant and the step exports to ONNX."""
+
+    def stream_spec(self) -> StreamSpec:
+        """The framing; raises :class:`tsekit.errors.TsekitError` when this configuration cannot stream."""
+        ...
+
+    def stream_state(self, batch: int) -> dict[str, Tensor]:
+        """The state before the first frame."""
+        ...
+
+    def stream_step(self, samples: Tensor, state: dict[str, Tensor], adapt: Adapter) -> tuple[Tensor, dict[str, Tensor]]:
+        """Input ``[B, reads + (k − 1)·hop]`` from frame ``f``'s first sample → the offline output's samples
+        ``[f·hop, (f + k)·hop)`` ``[B, k·hop]`` and the new state, calling ``adapt`` at the sites on these frames."""
+        ...
+
+    def stream_tail(self, state: dict[str, Tensor]) -> Tensor:
+        """``[B, window − hop]``: the offline output after the last frame stepped, when no frame follows."""
+        ...
 
 
 Embed = Callable[[Tensor, Tensor], Tensor]

@@ -5,7 +5,9 @@ An exported folder holds ``extract.onnx`` (mixture chunk ``[B, T]`` + embedding 
 takes precomputed embeddings) and ``manifest.json`` (rates, sizes, names, the source model's digest).
 :class:`OnnxExtractor` has :class:`tsekit.inference.Extractor`'s ``enroll``/``extract`` surface: files or arrays
 at any rate (resampled here with scipy), long mixtures in overlapping chunks with cross-fades, mixture-consistent
-rescaling; arrays are numpy. It imports numpy, scipy, soundfile and onnxruntime only.
+rescaling; arrays are numpy. A causal model exported with ``--stream`` also has ``stream.onnx`` (one step of the
+backbone with its state as inputs and outputs), which :class:`OnnxStreamer` runs as :class:`tsekit.streaming.Streamer`
+does. It imports numpy, scipy, soundfile and onnxruntime only.
 """
 
 from __future__ import annotations
@@ -126,6 +128,7 @@ class OnnxExtractor:
 
         self.extract_session = open_session(graphs["extract"])
         self.enroll_session = open_session(graphs["enroll"]) if graphs.get("enroll") else None
+        self._open_session = open_session
 
     @property
     def sample_rate(self) -> int:
@@ -252,6 +255,131 @@ class OnnxExtractor:
             out[start : start + est.shape[-1]] += est * w
             weight[start : start + est.shape[-1]] += w
         return out / np.maximum(weight, 1e-8)
+
+
+    def stream(self, embedding: Any, *, chunk_ms: float | None = None) -> OnnxStreamer:
+        """An :class:`OnnxStreamer` of ``stream.onnx`` for the target of ``embedding`` (``[D]`` or ``[B, D]``);
+        ``chunk_ms``: the most audio one step takes (default: the exported chunk)."""
+        graph = self.manifest["graphs"].get("stream")
+        if graph is None:
+            raise TsekitError(f"{self.folder}: no stream graph; export a causal model with tsekit export --stream")
+        return OnnxStreamer(self._open_session(graph), graph, getattr(embedding, "embedding", embedding),
+                            self.sample_rate, chunk_ms=chunk_ms)
+
+
+class OnnxStreamer:
+    """:class:`tsekit.streaming.Streamer` on ``stream.onnx`` (numpy arrays): ``process(chunk)`` returns as many
+    samples, the offline output ``delay`` samples behind; ``flush()`` the last ``delay``. The graph takes new
+    samples (whole hops), the embedding and each state of the manifest's ``states``; ``history`` (the last
+    ``window + lookahead − hop`` input samples) starts as the stream's first samples, the others as zeros."""
+
+    def __init__(self, session: Any, graph: dict[str, Any], embedding: Any, sample_rate: int, *,
+                 chunk_ms: float | None = None) -> None:
+        import numpy as np
+
+        self.session, self.graph, self.sample_rate = session, graph, int(sample_rate)
+        self.hop, self.window, self.lookahead = int(graph["hop"]), int(graph["window"]), int(graph["lookahead"])
+        self.reads = self.window + self.lookahead
+        self.delay = self.reads - 1
+        self.embedding = np.asarray(embedding, dtype=np.float32)
+        if self.embedding.ndim == 1:
+            self.embedding = self.embedding[None]
+        dim = int(graph["inputs"][1]["shape"][1])
+        if self.embedding.ndim != 2 or self.embedding.shape[1] != dim:
+            raise TsekitError(f"embedding has shape {self.embedding.shape}; this model takes {dim} values")
+        if chunk_ms is not None and not (math.isfinite(chunk_ms) and chunk_ms > 0):
+            raise TsekitError(f"chunk_ms must be a positive number of milliseconds, got {chunk_ms}")
+        self.chunk_samples = int(graph["chunk_samples"]) if chunk_ms is None else max(1, round(chunk_ms * sample_rate
+                                                                                                / 1000))
+        self.max_frames = math.ceil(self.chunk_samples / self.hop)
+        self.reset()
+
+    @property
+    def latency_ms(self) -> float:
+        return 1000 * self.reads / self.sample_rate
+
+    def latency(self) -> dict[str, float]:
+        ms = 1000 / self.sample_rate
+        return {"window_ms": self.window * ms, "lookahead_ms": self.lookahead * ms, "latency_ms": self.latency_ms,
+                "hop_ms": self.hop * ms, "chunk_ms": self.chunk_samples * ms, "delay_samples": self.delay}
+
+    def reset(self) -> None:
+        import numpy as np
+
+        batch = self.embedding.shape[0]
+        self.states = {s["name"]: np.zeros([batch, *s["shape"][1:]], dtype=np.float32)
+                       for s in self.graph["states"] if s["init"] == "zeros"}
+        self.primed = False
+        self._input = np.zeros((batch, 0), dtype=np.float32)  # after the history
+        self._output = np.zeros((batch, self.delay), dtype=np.float32)
+        self._pending = np.zeros((batch, 0), dtype=np.float32)
+        self.received = self.frames = self.emitted = 0
+        self.flushed, self._squeeze = False, batch == 1
+
+    def frames_for(self, length: int) -> int:
+        """Frames the offline forward computes for ``length`` samples (:meth:`tsekit.nn.StreamSpec.frames`)."""
+        if length <= self.window:
+            return 1
+        whole, rest = divmod(length - self.window, self.hop)
+        return whole + 1 + (1 if self.graph["pad_end"] and rest else 0)
+
+    def process(self, chunk: Any) -> Any:
+        import numpy as np
+
+        if self.flushed:
+            raise TsekitError("this stream is flushed; call reset() to start another")
+        x = np.asarray(chunk, dtype=np.float32)
+        self._squeeze = x.ndim == 1
+        x = x[None] if self._squeeze else x
+        if x.ndim != 2 or x.shape[0] != self.embedding.shape[0]:
+            raise TsekitError(f"chunk of shape {x.shape}: expected [samples] or [{self.embedding.shape[0]}, samples]")
+        self._input = np.concatenate([self._input, x], axis=1)
+        self.received += x.shape[1]
+        self._prime()
+        self._step(self._input.shape[1] // self.hop if self.primed else 0)
+        out, self._output = self._output[:, : x.shape[1]], self._output[:, x.shape[1] :]
+        self.emitted += x.shape[1]
+        return out[0] if self._squeeze else out
+
+    def flush(self) -> Any:
+        import numpy as np
+
+        if self.flushed:
+            raise TsekitError("this stream is flushed; call reset() to start another")
+        left = self.delay + self.received - self.emitted
+        if self.received:
+            missing = self.frames_for(self.received) - self.frames
+            if missing > 0:
+                lead = 0 if self.primed else self.reads - self.hop
+                self._input = np.pad(self._input, ((0, 0), (0, lead + missing * self.hop - self._input.shape[1])))
+                self._prime()
+                self._step(missing)
+            self._output = np.concatenate([self._output, self._pending], axis=1)
+        out = np.pad(self._output[:, :left], ((0, 0), (0, max(0, left - self._output.shape[1]))))
+        self.flushed = True
+        return out[0] if self._squeeze else out
+
+    def _prime(self) -> None:
+        lead = self.reads - self.hop
+        if not self.primed and self._input.shape[1] >= lead:
+            self.states["history"], self._input = self._input[:, :lead], self._input[:, lead:]
+            self.primed = True
+
+    def _step(self, frames: int) -> None:
+        import numpy as np
+
+        names = [s["name"] for s in self.graph["states"]]
+        outputs = ["estimate", "pending", *(s["output"] for s in self.graph["states"])]
+        while frames > 0:
+            k = min(frames, self.max_frames)
+            feeds = {"chunk": np.ascontiguousarray(self._input[:, : k * self.hop]), "embedding": self.embedding,
+                     **{name: np.ascontiguousarray(self.states[name]) for name in names}}
+            estimate, self._pending, *states = self.session.run(outputs, feeds)
+            self.states = dict(zip(names, states, strict=True))
+            self._input = self._input[:, k * self.hop :]
+            self._output = np.concatenate([self._output, estimate], axis=1)
+            self.frames += k
+            frames -= k
 
 
 def load_onnx_model(folder: str | Path, **options: Any) -> OnnxExtractor:

@@ -25,6 +25,9 @@ def export_cmd(
     quantize: Annotated[str | None, typer.Option(help="int8: static int8 quantisation of the extract graph, "
                                                       "calibrated on bundled speech.")] = None,
     check: Annotated[bool, typer.Option(help="Compare the graphs with PyTorch on bundled speech.")] = True,
+    stream: Annotated[bool, typer.Option(help="Also stream.onnx, one streaming step with its state as inputs and "
+                                               "outputs (a causal model; tsekit extract --stream --engine onnx).")] = False,
+    chunk_ms: Annotated[float, typer.Option(help="With --stream: the chunk one step takes.")] = 20.0,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Export a model as ONNX graphs that onnxruntime runs without torch (tsekit extract --engine onnx)."""
@@ -32,7 +35,7 @@ def export_cmd(
     from tsekit.onnx_inference import read_manifest
 
     folder = export_model(model, out, format=format_, quantize=quantize, registry=state_of(ctx).registry(),
-                          check=check)
+                          check=check, stream=stream, chunk_ms=chunk_ms)
     manifest = read_manifest(folder)
     if as_json:
         _emit_json({"out": str(folder), **manifest})
@@ -44,8 +47,12 @@ def export_cmd(
         f"{name} {gap:.1e}" for name, gap in parity["max_relative_difference"].items()) + " of the peak"
     quantization = manifest["quantization"]
     int8 = "" if quantization is None else f"; int8 extract {quantization['extract_snr_db_vs_fp32']:.1f} dB from fp32"
+    step = manifest["graphs"].get("stream")
+    streamed = "" if step is None else (f"; stream latency {step['latency_ms']:g} ms + {step['chunk_samples']} "
+                                        "samples a chunk")
     typer.echo(f"wrote {folder}: {graphs} ({manifest['precision']}, opset {manifest['exporter']['opset']}) of "
-               f"{source['encoder']} × {source['fusion']} × {source['backbone']}, {manifest['sample_rate']} Hz{gaps}{int8}")
+               f"{source['encoder']} × {source['fusion']} × {source['backbone']}, {manifest['sample_rate']} Hz{gaps}{int8}"
+               f"{streamed}")
 
 
 def extract_onnx(*, model: str | None, mix: str | None, ref: list[str] | None, out: str | None, list_: str | None,

@@ -4,14 +4,16 @@ backbone and SpeakerBeam's auxiliary network (:mod:`tsekit_builtin.auxnet`) shar
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tsekit.contracts import BackboneCaps
-from tsekit.nn import Adapter, Backbone, ChannelLayerNorm
+from tsekit.errors import TsekitError
+from tsekit.nn import Adapter, Backbone, ChannelLayerNorm, StreamSpec
+from tsekit.streaming import overlap_add
 from tsekit_builtin.speakerbeam import SpeakerBeamConfig, capabilities
 
 DEFAULTS = SpeakerBeamConfig()
@@ -44,19 +46,31 @@ class TCNBlock(nn.Module):
         super().__init__()
         self.pad = (kernel - 1) * dilation
         self.causal = causal
+        left = self.pad if causal else self.pad // 2
+        self.side_pad = (left, self.pad - left) if left != self.pad - left else None  # else the conv pads
         self.in_conv = nn.Conv1d(bn, hid, 1, bias=bias)
         self.act1, self.norm1 = nn.PReLU(), make_tcn_norm(norm, hid, eps)
-        self.dconv = nn.Conv1d(hid, hid, kernel, dilation=dilation, groups=hid, bias=bias)
+        self.dconv = nn.Conv1d(hid, hid, kernel, dilation=dilation, groups=hid, bias=bias,
+                               padding=0 if self.side_pad else left)
         self.act2, self.norm2 = nn.PReLU(), make_tcn_norm(norm, hid, eps)
         self.res_conv = nn.Conv1d(hid, bn, 1, bias=bias)
         self.skip_conv = nn.Conv1d(hid, skip, 1, bias=bias)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         h = self.norm1(self.act1(self.in_conv(x)))
-        left = self.pad if self.causal else self.pad // 2
-        h = F.pad(h, (left, self.pad - left))
+        if self.side_pad:
+            h = F.pad(h, self.side_pad)
         h = self.norm2(self.act2(self.dconv(h)))
         return self.res_conv(h), self.skip_conv(h)
+
+    def step(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Causal forward of new frames after the ``pad`` hidden frames before them → (res, skip, new context)."""
+        h = self.norm1(self.act1(self.in_conv(x)))
+        if context is not None:
+            h = torch.cat([context, h], dim=-1)
+            context = h[..., h.shape[-1] - self.pad :]
+        h = self.norm2(self.act2(self.dconv(h)))
+        return self.res_conv(h), self.skip_conv(h), context
 
 
 class TCN(nn.Module):
@@ -92,6 +106,21 @@ class TCN(nn.Module):
             h = h + res
             skips = skips + skip
         return self.mask(skips)
+
+    def stream_step(self, feats: Tensor, contexts: list[Tensor | None], adapt: Adapter,
+                    sites: Sequence[str]) -> tuple[Tensor, list[Tensor | None]]:
+        """:meth:`forward` of new frames of a causal TCN, with each block's context (see :meth:`TCNBlock.step`)."""
+        h = self.bottleneck(self.in_norm(feats))
+        skips = torch.zeros((), device=h.device, dtype=h.dtype)
+        new_contexts = []
+        for i, (block, context) in enumerate(zip(cast("list[TCNBlock]", self.blocks), contexts, strict=True)):
+            res, skip, context = block.step(h, context)
+            new_contexts.append(context)
+            if adapt.wants(sites[i]):
+                res, skip = adapt(sites[i], torch.cat([res, skip], dim=1)).split([res.shape[1], skip.shape[1]], dim=1)
+            h = h + res
+            skips = skips + skip
+        return self.mask(skips), new_contexts
 
 
 FLAT_TCN_KEYS = ("in_norm.", "bottleneck.", "blocks.", "mask.")
@@ -146,3 +175,31 @@ class SpeakerBeam(Backbone):
         if decoded.shape[-1] < length:  # the dropped last frame's samples: zeros, as ESPnet's and BUT's decoders
             decoded = F.pad(decoded, (0, length - decoded.shape[-1]))
         return decoded[..., :length]
+
+    # streaming (tsekit.nn.StreamingBackbone): one state per block's dilated conv, the decoder's overlap-add tail
+
+    def stream_spec(self) -> StreamSpec:
+        if self.sources != 1 or type(self).forward is not SpeakerBeam.forward:
+            raise TsekitError(f"{type(self).__name__} selects among whole separated sources; it cannot stream")
+        if not self.caps.causal:
+            raise TsekitError(f"{type(self).__name__} is not causal; train with causal=true")
+        return StreamSpec(hop=self.stride, window=self.kernel, pad_end=self.pad_end)
+
+    def stream_state(self, batch: int) -> dict[str, Tensor]:
+        zeros = self.encoder.weight.new_zeros
+        state = {f"tcn.{i}": zeros(batch, block.dconv.in_channels, block.pad)
+                 for i, block in enumerate(cast("list[TCNBlock]", self.tcn.blocks)) if block.pad}
+        state["tail"] = zeros(batch, self.kernel - self.stride)
+        return state
+
+    def stream_step(self, samples: Tensor, state: dict[str, Tensor], adapt: Adapter) -> tuple[Tensor, dict[str, Tensor]]:
+        feats = self.encoder_activation(self.encoder(samples.unsqueeze(1)))  # [B, N, k]
+        contexts = [state.get(f"tcn.{i}") for i in range(len(self.tcn.blocks))]
+        masks, contexts = self.tcn.stream_step(feats, contexts, adapt, self.site_names)
+        decoded = self.decoder(feats * self.mask_act(masks))[:, 0]  # [B, (k − 1)·hop + window]
+        out, tail = overlap_add(decoded, state["tail"], feats.shape[-1] * self.stride)
+        new = {f"tcn.{i}": c for i, c in enumerate(contexts) if c is not None}
+        return out, {**new, "tail": tail}
+
+    def stream_tail(self, state: dict[str, Tensor]) -> Tensor:
+        return state["tail"]
