@@ -69,7 +69,7 @@ def corpus_sources(corpus: str | list[str] | None) -> list[dict[str, str]]:
 
 def train_speaker_ids(meta: dict[str, Any]) -> list[str]:
     """The run's training speakers: recorded in ``config.json``, or (runs that predate it) the same split redone."""
-    from tsekit.engine.experiment import speaker_split
+    from tsekit.engine import speaker_split
     from tsekit.errors import TsekitError
 
     if meta.get("train_speaker_ids") is not None:

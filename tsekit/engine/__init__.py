@@ -3,6 +3,7 @@ and their reports.
 
 Public names (modules load on first use):
   load_config, parse_overrides, train, datasets   experiment configs and the `tsekit train` pipeline
+  speaker_split                                  a config's training and validation speakers
   fit, LoopConfig, OptimConfig, collate          the training loop;
   validate                                       a model's SI-SDR(i) on fixed validation batches
   latest_checkpoint, CHECKPOINTS, LATEST         its run folder (tsekit.engine.checkpoint: the one format)
@@ -24,6 +25,7 @@ _LAZY = {
     "parse_overrides": "tsekit.engine.experiment",
     "train": "tsekit.engine.experiment",
     "datasets": "tsekit.engine.experiment",
+    "speaker_split": "tsekit.engine.experiment",
     "fit": "tsekit.engine.trainer",
     "LoopConfig": "tsekit.engine.trainer",
     "OptimConfig": "tsekit.engine.trainer",
@@ -71,6 +73,7 @@ __all__ = [
     "read_spec",
     "rebuild_report",
     "save_model",
+    "speaker_split",
     "train",
     "validate",
 ]
@@ -88,7 +91,7 @@ if TYPE_CHECKING:
         save_model,
     )
     from tsekit.engine.evaluate import evaluate_list
-    from tsekit.engine.experiment import datasets, load_config, parse_overrides, train
+    from tsekit.engine.experiment import datasets, load_config, parse_overrides, speaker_split, train
     from tsekit.engine.pretrain import pretrain_encoder
     from tsekit.engine.report import rebuild_report
     from tsekit.engine.speaker_eval import evaluate_encoder, min_dcf
