@@ -95,15 +95,17 @@ class ComponentSpec:
     def config_class(self) -> type | None:
         return resolve_target(self.config, self.label) if self.config is not None else None
 
-    def make_config(self, preset: str | None = None, overrides: Mapping[str, Any] | None = None) -> Any:
-        """Defaults ← preset ← overrides, validated."""
+    def make_config(self, preset: str | None = None, overrides: Mapping[str, Any] | None = None, *,
+                    keep_none: bool = False) -> Any:
+        """Defaults ← preset ← overrides, validated. A None override means "not given" unless ``keep_none``
+        (a saved model's resolved config, rebuilt exactly)."""
         values: dict[str, Any] = {}
         if preset:
             key = preset.lower()
             if key not in self.presets:
                 raise UnknownComponentError(f"preset of {self.label}", preset, sorted(self.presets))
             values.update(self.presets[key])
-        values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        values.update({k: v for k, v in (overrides or {}).items() if keep_none or v is not None})
         cls = self.config_class()
         if cls is None:
             if values:

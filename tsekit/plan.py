@@ -167,8 +167,10 @@ def component(
     preset: str | None = None,
     options: Mapping[str, Any] | None = None,
     registry: Registry | None = None,
+    exact: bool = False,
 ) -> Component:
-    """Look ``name`` up among the registered ``kind`` components; config = defaults ← ``preset`` ← ``options``."""
+    """Look ``name`` up among the registered ``kind`` components; config = defaults ← ``preset`` ← ``options``
+    (``exact``: ``options`` is a saved resolved config, None values included)."""
     if not isinstance(name, str):
         raise TsekitError(f"{kind} must be a registered name, got {type(name).__name__}")
     if registry is None:
@@ -176,7 +178,7 @@ def component(
 
         registry = get_registry()
     spec = registry.get(kind, name)
-    config = spec.make_config(preset, options)
+    config = spec.make_config(preset, options, keep_none=exact)
     return Component(kind, spec.name, spec.qualified_name, config, spec.capabilities_for(config), spec)
 
 
@@ -276,8 +278,10 @@ def plan(
     share_fusion: bool = False,
     encoder_projection_dim: int | None = None,
     registry: Registry | None = None,
+    exact_options: bool = False,
 ) -> ModelPlan:
     """Plan a model: the arguments of :func:`tsekit.build`, decided and checked without building anything.
+    ``exact_options``: the ``*_options`` are a saved model's resolved configs (None values are kept).
 
     Raises what ``build`` raises for a model it cannot build (:class:`~tsekit.errors.PlacementError` for a
     placement the backbone or fusion cannot honour, :class:`~tsekit.errors.TsekitError` otherwise).
@@ -287,11 +291,12 @@ def plan(
         from tsekit.registry import get_registry
 
         registry = get_registry()
-    b = component("backbone", backbone, preset=preset, options=backbone_options, registry=registry)
+    b = component("backbone", backbone, preset=preset, options=backbone_options, registry=registry, exact=exact_options)
     b_caps: BackboneCaps = b.caps
     parts = {"backbone": b}
     if isinstance(encoder, str) or not _is_encoder_instance(encoder):
-        e = component("encoder", encoder, preset=encoder_preset, options=encoder_options, registry=registry)
+        e = component("encoder", encoder, preset=encoder_preset, options=encoder_options, registry=registry,
+                      exact=exact_options)
         parts["encoder"] = e
         e_name, e_config, inner_dim = e.name, e.config, int(e.caps.embedding_dim)
     else:
@@ -305,7 +310,7 @@ def plan(
     fusion_name = fusion or b_caps.default_fusion
     if fusion_name is None:
         raise TsekitError(f"backbone '{b.name}' declares no default fusion; pass fusion=")
-    f = component("fusion", fusion_name, options=fusion_options, registry=registry)
+    f = component("fusion", fusion_name, options=fusion_options, registry=registry, exact=exact_options)
     f_caps: FusionCaps = f.caps
     parts["fusion"] = f
 
@@ -354,4 +359,5 @@ def plan_from_spec(spec: ModelSpec | Mapping[str, Any], *, registry: Registry | 
         share_fusion=bool(spec.get("share_fusion", False)),
         encoder_projection_dim=spec.get("encoder_projection_dim"),
         registry=registry,
+        exact_options=True,
     )
