@@ -70,8 +70,10 @@ def test_parameter_counts(registry):
     def count(name, **overrides):
         return sum(p.numel() for p in registry.create("encoder", name, overrides=overrides).parameters())
 
-    assert count("ecapa") == 20_767_552  # speechbrain's VoxCeleb ECAPA-TDNN (C=1024): 20.8 M
-    assert count("ecapa", channels=512) == 6_194_048
+    assert count("ecapa", source="none") == 20_767_552  # speechbrain's VoxCeleb ECAPA-TDNN (C=1024): 20.8 M
+    assert sum(p.numel() for p in registry.create("encoder", "ecapa", preset="paper").parameters()) == 20_767_552
+    assert count("ecapa", source="none", channels=512) == 6_194_048
+    assert count("ecapa") == 2_049_952  # the shipped one: C=256
     assert count("xvector") == 4_211_604  # spkrec-xvect-voxceleb: 4.2 M
     caps = registry.capabilities("encoder", "xvector")
     assert (caps.embedding_dim, caps.sample_rate, caps.trainable, caps.frozen) == (512, 16000, True, False)

@@ -216,7 +216,9 @@ def test_speechbrain_layout_folder_loads_with_source(pieces: Path, tmp_path: Pat
     import tsekit
 
     options = {"channels": 16, "lin_neurons": 16, "n_mels": 24}
-    ecapa = tsekit.get_registry().create("encoder", "ecapa", overrides={**options, "frozen": False})
+    with pytest.raises(TsekitError, match="n_mels is 80, but the config asks for 24; add source=none"):
+        tsekit.get_registry().create("encoder", "ecapa", overrides=options)  # the built-in one is C=256, 80 mels
+    ecapa = tsekit.get_registry().create("encoder", "ecapa", overrides={**options, "source": "none", "frozen": False})
     written = ecapa.save_pretrained(tmp_path / "sb")
     assert any(p.name == "hyperparams.yaml" for p in map(Path, written))
     (tmp_path / "sb" / "report.json").write_text(json.dumps({"encoder": "ecapa", "config": options}))

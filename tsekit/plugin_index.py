@@ -561,8 +561,8 @@ def _indexed_spec_class() -> type:
         def config_class(self) -> type | None:
             return self.real().config_class()
 
-        def make_config(self, preset: str | None = None, overrides: Any = None) -> Any:
-            return self.real().make_config(preset, overrides)
+        def make_config(self, preset: str | None = None, overrides: Any = None, *, keep_none: bool = False) -> Any:
+            return self.real().make_config(preset, overrides, keep_none=keep_none)
 
         def capabilities_for(self, config: Any = None) -> Any:
             return self.real().capabilities_for(config)

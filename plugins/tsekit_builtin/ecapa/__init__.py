@@ -4,9 +4,11 @@
   [1024, 1024, 1024, 1024, 3072] and 80 mels as in speechbrain's spkrec-ecapa-voxceleb.
 * ``xvector``: x-vector TDNN (Snyder et al., ICASSP 2018), 512-d, 24 mels as in spkrec-xvect-voxceleb.
 
-``source`` names a local speechbrain pretrained folder (hyperparams.yaml, embedding_model.ckpt,
+``source`` names a local speechbrain pretrained folder (hyperparams.yaml, embedding_model.safetensors or .ckpt,
 optional mean_var_norm_emb.ckpt), read as plain data by :mod:`tsekit_builtin.ecapa.hyperparams`;
-``tsekit pretrain-encoder --encoder ecapa`` writes one (see ``SpeechBrainEncoder.save_pretrained``).
+``tsekit pretrain-encoder --encoder ecapa`` writes one (see ``SpeechBrainEncoder.save_pretrained``). ``ecapa``'s
+default source is ``builtin``: the ECAPA-TDNN tsekit ships in ``pretrained/`` (its ``MODEL_CARD.md`` says how it
+was trained), frozen like the d-vector; ``source=none`` (or the presets) builds an untrained one.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from typing import TYPE_CHECKING
 
 import tsekit
 from tsekit.contracts import EncoderCaps
-from tsekit_builtin.ecapa.hyperparams import architecture
+from tsekit_builtin.ecapa.hyperparams import BUILTIN, PRETRAINED, architecture, source_folder
+
+__all__ = ["BUILTIN", "PRETRAINED", "architecture", "source_folder"]
 
 if TYPE_CHECKING:
     from tsekit.registry import Registrar
@@ -56,17 +60,21 @@ class SpeechBrainEncoderConfig:
             raise ValueError("lin_neurons must be positive")
         if self.n_mels is not None and not 1 <= self.n_mels <= 256:
             raise ValueError("n_mels must be in 1..256")
-        if self.normalize and not self.source:
+        if self.normalize and source_folder(self.source) is None:
             raise ValueError("normalize needs a source folder with mean_var_norm_emb.ckpt")
 
     @property
     def is_frozen(self) -> bool:
-        return self.frozen if self.frozen is not None else self.source is not None
+        return self.frozen if self.frozen is not None else source_folder(self.source) is not None
 
 
 @dataclass(frozen=True)
 class EcapaConfig(SpeechBrainEncoderConfig):
-    pass
+    source: str | None = field(
+        default=BUILTIN,
+        metadata={"help": "builtin (the ECAPA tsekit ships, frozen by default), a local speechbrain pretrained "
+                          "folder (hyperparams.yaml + embedding_model.ckpt), or none (untrained; saved as null)"},
+    )
 
 
 @dataclass(frozen=True)
@@ -82,7 +90,7 @@ def _caps(config: SpeechBrainEncoderConfig, family: str) -> EncoderCaps:
         sample_rate=16000,
         trainable=not frozen,
         frozen=frozen,
-        pretrained=config.source or None,
+        pretrained=config.source if source_folder(config.source) else None,
         input="waveform",
     )
 
@@ -102,9 +110,11 @@ def tsekit_register_encoders(register: Registrar) -> None:
         "tsekit_builtin.ecapa.modules:EcapaEncoder",
         config=EcapaConfig,
         capabilities=ecapa_capabilities,
-        presets={"small": {"channels": 512}, "tiny": {"channels": 64}},
+        presets={"paper": {"source": None}, "small": {"source": None, "channels": 512},
+                 "tiny": {"source": None, "channels": 64}},
         aliases=("ecapa-tdnn",),
-        summary="speechbrain ECAPA-TDNN on 80 Fbank mels, 192-d (C=1024: 20.8 M params); source= loads spkrec folders",
+        summary=("speechbrain ECAPA-TDNN on 80 Fbank mels, 192-d; default: tsekit's pretrained C=256 (frozen); "
+                 "preset paper: untrained C=1024 (20.8 M params); source= loads spkrec folders"),
     )
     register(
         "xvector",

@@ -12,9 +12,21 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tsekit.errors import TsekitError
+
+BUILTIN = "builtin"
+PRETRAINED = Path(__file__).with_name("pretrained")
+"""The shipped ECAPA-TDNN (``source=builtin``)."""
+
+
+def source_folder(source: str | None) -> Path | None:
+    """The pretrained folder a ``source`` option names (``builtin``: :data:`PRETRAINED`), or None."""
+    if not source or source.lower() in ("none", "null"):
+        return None
+    return PRETRAINED if source == BUILTIN else Path(source).expanduser()
 
 if TYPE_CHECKING:
     from tsekit_builtin.ecapa import SpeechBrainEncoderConfig
@@ -159,14 +171,13 @@ def _section(data: dict[str, Any], key: str, path: Any) -> tuple[str | None, dic
 
 def _pick(name: str, explicit: Any, found: Any, default: Any, path: Any) -> Any:
     if explicit is not None and found is not None and explicit != found:
-        raise TsekitError(f"{path}: {name} is {found}, but the config asks for {explicit}")
+        hint = "; add source=none for an untrained encoder" if PRETRAINED in Path(path).parents else ""
+        raise TsekitError(f"{path}: {name} is {found}, but the config asks for {explicit}{hint}")
     return found if found is not None else explicit if explicit is not None else default
 
 
 def architecture(config: SpeechBrainEncoderConfig, family: str) -> Architecture:
     """The architecture for ``config``: explicit options ← source's hyperparams.yaml ← defaults."""
-    from pathlib import Path
-
     fam = FAMILIES[family]
     model: dict[str, Any] = {k: list(v) if isinstance(v, list) else v for k, v in fam.fixed}
     features: dict[str, Any] = {}
@@ -174,8 +185,8 @@ def architecture(config: SpeechBrainEncoderConfig, family: str) -> Architecture:
     arch = Architecture(family, model, features)
     path: Any = "config"
     n_mels_found = None
-    if config.source:
-        folder = Path(config.source).expanduser()
+    folder = source_folder(config.source)
+    if folder is not None:
         if not folder.is_dir():
             raise TsekitError(f"{folder}: no such speechbrain pretrained folder")
         path = folder / "hyperparams.yaml"

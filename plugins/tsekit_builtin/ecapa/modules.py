@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from tsekit.errors import TsekitError
 from tsekit.nn import SpeakerEncoder
 from tsekit_builtin.ecapa import SpeechBrainEncoderConfig
-from tsekit_builtin.ecapa.hyperparams import SAMPLE_RATE, architecture, hyperparams_text
+from tsekit_builtin.ecapa.hyperparams import SAMPLE_RATE, architecture, hyperparams_text, source_folder
 
 
 def _one_line(exc: BaseException) -> str:
@@ -32,6 +32,15 @@ def _torch_load(path: Path, what: str) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise TsekitError(f"{path}: not a readable torch checkpoint ({_one_line(exc)})") from None
+
+
+def _safetensors_load(path: Path) -> Any:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except Exception as exc:
+        raise TsekitError(f"{path}: not a readable safetensors file ({_one_line(exc)})") from None
 
 
 class SpeechBrainEncoder(SpeakerEncoder):
@@ -61,8 +70,9 @@ class SpeechBrainEncoder(SpeakerEncoder):
             raise TsekitError(f"{self.arch.origin}: cannot build the {self.family} ({_one_line(exc)})") from None
         self.register_buffer("embedding_mean", None)
         self.register_buffer("embedding_std", None)
-        if config.source:
-            self._load(Path(config.source).expanduser())
+        folder = source_folder(config.source)
+        if folder is not None:
+            self._load(folder)
         self.min_samples = self._min_samples()
         if config.is_frozen:
             self.freeze()
@@ -87,8 +97,12 @@ class SpeechBrainEncoder(SpeakerEncoder):
         return max(max(pads, default=0), 1) * hop
 
     def _load(self, folder: Path) -> None:
-        path = folder / "embedding_model.ckpt"
-        state = _torch_load(path, "the embedding model")
+        path = folder / "embedding_model.safetensors"
+        if path.is_file():
+            state = _safetensors_load(path)
+        else:
+            path = folder / "embedding_model.ckpt"
+            state = _torch_load(path, "the embedding model")
         if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
             raise TsekitError(f"{path}: not a state dict of tensors")
         own = self.model.state_dict()
@@ -214,8 +228,9 @@ class XvectorEncoder(SpeechBrainEncoder):
 # -- pretrained folders ---------------------------------------------------------------------------
 
 
-def save_pretrained_folder(encoder: SpeakerEncoder, directory: str | Path) -> Path:
-    """Write ``encoder`` as a speechbrain pretrained folder: hyperparams.yaml + embedding_model.ckpt
+def save_pretrained_folder(encoder: SpeakerEncoder, directory: str | Path, *, safetensors: bool = False) -> Path:
+    """Write ``encoder`` as a speechbrain pretrained folder: hyperparams.yaml + embedding_model.ckpt, or with
+    ``safetensors`` embedding_model.safetensors (tsekit reads it; speechbrain does not)
     (+ mean_var_norm_emb.ckpt when it carries an embedding mean). Returns the folder."""
     if not isinstance(encoder, SpeechBrainEncoder):
         raise TsekitError(f"save_pretrained_folder: expected an ecapa or xvector encoder, got {type(encoder).__name__}")
@@ -225,8 +240,13 @@ def save_pretrained_folder(encoder: SpeakerEncoder, directory: str | Path) -> Pa
     (folder / "hyperparams.yaml").write_text(
         hyperparams_text(encoder.arch, embedding_mean is not None), encoding="utf-8"
     )
-    state = {k: v.detach().cpu().clone() for k, v in encoder.model.state_dict().items()}
-    torch.save(state, folder / "embedding_model.ckpt")
+    state = {k: v.detach().cpu().clone().contiguous() for k, v in encoder.model.state_dict().items()}
+    if safetensors:
+        from safetensors.torch import save_file
+
+        save_file(state, str(folder / "embedding_model.safetensors"))
+    else:
+        torch.save(state, folder / "embedding_model.ckpt")
     if embedding_mean is not None:
         mean = embedding_mean.detach().cpu()
         std = encoder.embedding_std.detach().cpu() if encoder.embedding_std is not None else torch.ones_like(mean)
