@@ -23,6 +23,7 @@ pytest.importorskip("onnxscript")
 
 from tsekit.export import OPSET, PARITY_TOLERANCE, export_model
 from tsekit.onnx_inference import load_onnx_model, read_manifest
+from tsekit.testing import one_error_line
 
 COMBINATIONS = {
     # Each encoder on TD-SpeakerBeam; each other backbone with the cheapest encoder that fits it (precomputed: no
@@ -217,14 +218,6 @@ def test_a_precomputed_model_has_no_enroll_graph(exported: Any) -> None:
 
 
 # -- command line -----------------------------------------------------------------------------------------------
-
-
-def one_error_line(result: Any) -> str:
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    return lines[0]
 
 
 def test_cli_export_then_extract_with_onnxruntime(tsekit_cli: Any, exported: Any, tmp_path: Path,

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import tsekit
+from tsekit import testing
 from tsekit.engine.checkpoint import load_model, read_spec
 from tsekit.errors import ConfigError
 from tsekit.importing import CheckpointImporter
@@ -66,11 +67,9 @@ def toy_files(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def one_error_line(result: Any) -> str:
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("tsekit: error: "), result.stderr
-    return lines[0]
+    line = testing.one_error_line(result)
+    assert line.startswith("tsekit: error: "), line
+    return line
 
 
 def test_imported_model_extracts_exactly_as_the_original(tsekit_cli: Any, plugins: Any, toy_files: Any,

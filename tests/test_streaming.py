@@ -16,6 +16,7 @@ import tsekit
 from tsekit.engine.checkpoint import save_model
 from tsekit.errors import TsekitError
 from tsekit.streaming import Streamer
+from tsekit.testing import one_error_line
 
 CAUSAL = {"causal": True, "norm": "cLN"}
 MODELS = {
@@ -199,14 +200,6 @@ def audio(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     sf.write(root / "mix16k.wav", np.zeros(16000, dtype=np.float32) + 0.1, 16000, subtype="FLOAT")
     sf.write(root / "ref.wav", enrollment.numpy(), 16000, subtype="FLOAT")
     return {"mix": root / "mix.wav", "mix16k": root / "mix16k.wav", "ref": root / "ref.wav"}
-
-
-def one_error_line(result: Any) -> str:
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    return lines[0]
 
 
 def test_cli_stream_writes_the_python_streamers_output(tsekit_cli: Any, causal_dir: Path, audio: dict[str, Path],

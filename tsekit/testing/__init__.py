@@ -397,6 +397,15 @@ def conformance_cases(registry: Registry | None = None, provider: str | None = N
 # -- fixtures ------------------------------------------------------------------------------------
 
 
+def one_error_line(result: Any) -> str:
+    """A failed ``tsekit_cli`` run's error: exit code 1, no traceback, exactly one line on stderr (returned)."""
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
 @pytest.fixture
 def make_plugin_set() -> Callable[..., Any]:
     """A fresh plugin set over given plugin objects (``(name, obj)`` pairs); entry points off by default."""
