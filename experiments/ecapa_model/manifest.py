@@ -19,8 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def excluded_speakers(card: Path) -> list[str]:
-    from tsekit.data import DEMO_CORPUS
-    from tsekit.data.corpus import load_corpus
+    from tsekit.data import DEMO_CORPUS, load_corpus
 
     data = json.loads(card.read_text(encoding="utf-8"))
     held = set(data["data"]["test_speakers"]) | set(data["val_speakers"])
@@ -29,7 +28,7 @@ def excluded_speakers(card: Path) -> list[str]:
 
 def write_manifest(corpora: list[str], out: Path, card: Path) -> tuple[int, int]:
     """Write the manifest and the excluded list; return (speakers, utterances) kept."""
-    from tsekit.data.corpus import load_corpus
+    from tsekit.data import load_corpus
     from tsekit.io import atomic_open
 
     excluded = excluded_speakers(card)
