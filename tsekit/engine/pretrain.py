@@ -43,6 +43,7 @@ from tsekit.engine.checkpoint import (
     resume_checkpoint,
     save_checkpoint,
 )
+from tsekit.engine.trainer import OptimConfig, lr_factor
 from tsekit.errors import TsekitError
 from tsekit.io import atomic_open
 
@@ -226,12 +227,10 @@ def build_trainable_encoder(
 
 
 def cosine_lr(lr: float, step: int, steps: int, warmup: float = 0.02, floor: float = 0.01) -> float:
-    """The learning rate of 0-based ``step`` of ``steps``: linear warm-up, then a cosine down to ``lr * floor``."""
-    ramp = max(1, round(warmup * steps))
-    if step < ramp:
-        return lr * (step + 1) / ramp
-    done = min(1.0, (step - ramp) / max(1, steps - ramp))
-    return lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * done)))
+    """The learning rate of 0-based ``step`` of ``steps``: the trainer's linear warm-up (``warmup`` of the steps),
+    then its cosine down to ``lr * floor``."""
+    config = OptimConfig(lr=lr, warmup_steps=max(1, round(warmup * steps)), min_lr_ratio=floor, schedule="cosine")
+    return lr * lr_factor(step, steps, config)
 
 
 def pretrain_encoder(
