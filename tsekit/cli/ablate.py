@@ -57,6 +57,9 @@ def ablate_cmd(
         "not see --out always do).")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda (local executor).")] = "auto",
     baseline: Annotated[str | None, typer.Option(help="Cell (label, hash or index) for paired differences; default the first.")] = None,
+    init: Annotated[str | None, typer.Option("--init", help="Start every cell from this model's matching tensors: trunk (the shipped speaker-agnostic separator), default, a model or run folder.")] = None,
+    train: Annotated[str, typer.Option("--train", help="With --init: all (fine-tune everything) or new (only the tensors the init model lacks).")] = "all",
+    allow_seen_speakers: Annotated[bool, typer.Option("--allow-seen-speakers", help="Evaluate even on speakers the --init model was trained on (its card lists them).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the cells or results as JSON.")] = False,
 ) -> None:
     """Train and evaluate every cell of a grid with the same budget, data and seed; report the table and plots."""
@@ -71,7 +74,8 @@ def ablate_cmd(
         selectors=selector or (), select_refs=select_ref or (), seeds=seed or ("0",), sets=list(set_ or []), budget=budget, out=out,
         experiment=experiment, overrides=list(override or []), preset=preset, corpus=corpus,
         eval_list=eval_list, eval_size=eval_size, eval_speakers=eval_speakers, eval_seconds=eval_seconds,
-        executor=runner, resume=resume, baseline=baseline, dry_run=dry_run,
+        executor=runner, resume=resume, baseline=baseline, init=init, trainable=train,
+        allow_seen_speakers=allow_seen_speakers, dry_run=dry_run,
         command=shlex.join(["tsekit", *sys.argv[1:]]) if sys.argv[0].endswith("tsekit") else None,
         registry=reg, on_event=None if as_json else functools.partial(_print_event, _err_console()),
     )
@@ -94,13 +98,18 @@ def ablate_cmd(
 def report_cmd(
     out: Annotated[str, typer.Argument(help="Ablation folder.")] = "runs/ablate",
     baseline: Annotated[str | None, typer.Option(help="Cell (label or hash) for paired differences.")] = None,
+    open_: Annotated[bool, typer.Option("--open", help="Open report.html in the web browser.")] = False,
 ) -> None:
-    """Rebuild the table, plots and report.md of an ablation folder (also while it still runs)."""
+    """Rebuild the table, plots, report.md and report.html of an ablation folder (also while it still runs)."""
     from tsekit.engine.report import rebuild_report
 
     paths = rebuild_report(out, baseline=baseline)
     _print_summary(_wide_console(), Path(out))
-    _err_console().print(f"report: {paths.get('report')}")
+    _err_console().print(f"report: {paths.get('report')}, {paths.get('html')}")
+    if open_:
+        import webbrowser
+
+        webbrowser.open(paths["html"].resolve().as_uri())
 
 
 def _wide_console() -> Any:

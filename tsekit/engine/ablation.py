@@ -355,11 +355,23 @@ def run_cell(out_dir: str | Path, cell_hash: str, seed: int, *, device: str = "a
         "plugins": {k: v for k, v in (run_meta.get("plugins") or {}).items()
                     if k in {f"encoder:{cell['encoder']}", f"fusion:{cell['fusion']}", f"backbone:{cell['backbone']}",
                              f"selector:{cell['selector']}"}},
+        **_init_counts(run_dir),
         "config_hash": cell_hash, "train_hash": cell["train_hash"],
         "metrics_csv": f"cells/{cell_hash}/seed-{seed}/metrics.csv",
     }
     _write_json(cell_dir / "row.json", row)
     return row
+
+
+def _init_counts(run_dir: Path) -> dict[str, Any]:
+    """A warm-started cell's tensor counts: loaded from the init model, and new (freshly initialised)."""
+    from tsekit.engine.warmstart import RECORD_FILE
+
+    path = run_dir / RECORD_FILE
+    if not path.is_file():
+        return {}
+    record = _read_json(path)
+    return {"init_loaded": len(record["loaded"]), "init_new": len(record["new"])}
 
 
 def _eval_device(device: str) -> str:
@@ -738,7 +750,14 @@ def _prepare_data(out: Path, base: dict[str, Any], *, corpus: str | None, eval_l
         read_eval_list(path)  # a broken list fails now, not after training
         return source, [], str(path)
     full = load_corpus(source or DEMO_CORPUS / "manifest.csv")
-    _, eval_part = full.split(eval_speakers, seed=10_000 + seed)
+    fixed = [str(s) for s in base["data"].get("eval_speakers") or []]
+    if fixed:  # the config names its held-out speakers
+        unknown = [s for s in fixed if s not in set(full.speakers)]
+        if unknown:
+            raise TsekitError(f"data.eval_speakers: {unknown[0]!r} is not a speaker of {source or 'the bundled corpus'}")
+        eval_part = full.subset(fixed)
+    else:
+        _, eval_part = full.split(eval_speakers, seed=10_000 + seed)
     sim = base["data"].get("simulation") or {}
     cfg = SimulationConfig(**{**{k: v for k, v in sim.items() if k != "enrollment_grid_seconds"},
                               "sample_rate": eval_sample_rate, "segment_seconds": eval_seconds})
@@ -815,6 +834,9 @@ def ablate(
     executor: Executor | None = None,
     resume: bool = False,
     baseline: str | None = None,
+    init: str | Path | None = None,
+    trainable: str = "all",
+    allow_seen_speakers: bool = False,
     dry_run: bool = False,
     command: str | None = None,
     registry: Any = None,
@@ -827,7 +849,10 @@ def ablate(
     of a ``tsekit simulate --long`` evaluation list, :data:`tsekit.refselect.MODES`); ``sets`` maps dotted config keys to value lists (or is a
     list of ``KEY=V1,V2`` strings). ``budget``: ``2000steps`` or a duration (``10m``) per cell.
     ``executor``: where the cells run, from :func:`make_executor` (default: one after another in this
-    process). The old executor keywords (``executor="processes"``, ``workers``, ``gpus``, ``per_gpu``,
+    process). ``init``: every cell starts from this model's matching tensors (a shipped model's name such as
+    ``trunk``, a model or run folder; :mod:`tsekit.engine.warmstart`), training ``trainable`` (``all`` or ``new``)
+    tensors; evaluation speakers that the model (its card) was trained on are refused unless
+    ``allow_seen_speakers``. The old executor keywords (``executor="processes"``, ``workers``, ``gpus``, ``per_gpu``,
     ``ray_address``, ``cpus_per_cell``, ``device``) still work for this release, with a DeprecationWarning.
     """
     from tsekit.engine.evaluate import DEFAULT_METRICS
@@ -851,6 +876,7 @@ def ablate(
         base["model"]["preset"] = preset
     train_budget = parse_budget(budget)
     base["train"].update(train_budget)
+    warm = _warm_start_spec(base, init, trainable)
     cells, pruned = expand_grid(
         base, encoders=split_values(encoders), fusions=split_values(fusions), backbones=split_values(backbones),
         adapt_layers=split_values(adapt_layers), selectors=split_values(selectors), sets=set_map, registry=reg,
@@ -875,6 +901,12 @@ def ablate(
         train_corpus, excluded, eval_path = _prepare_data(out, base, corpus=corpus, eval_list=eval_list, eval_size=eval_size,
                                                 eval_speakers=eval_speakers, eval_seconds=eval_seconds,
                                                 eval_sample_rate=eval_sample_rate, seed=0)
+    if warm and warm["seen_speakers"] is not None:
+        from tsekit.engine.warmstart import check_unseen
+
+        if not allow_seen_speakers:
+            check_unseen(excluded, warm["seen_speakers"], f"--init {warm['source']}")
+        warm["eval_speakers_seen"] = sorted(set(excluded) & set(warm["seen_speakers"]))
     final_cells = []
     for cell in cells:  # every cell trains on the same speakers, none of the evaluation list's
         config = copy.deepcopy(cell.train_config)
@@ -889,7 +921,7 @@ def ablate(
         "budget_steps": train_budget["max_steps"], "seeds": seed_list, "train_corpus": train_corpus,
         "eval_speakers": excluded,
         "eval_list": eval_path, "metrics": list(metrics or DEFAULT_METRICS), "executor": runner.name,
-        "baseline": baseline_hash, "axes": {"encoder": split_values(encoders), "fusion": split_values(fusions),
+        "baseline": baseline_hash, "init": _warm_summary(warm), "axes": {"encoder": split_values(encoders), "fusion": split_values(fusions),
                                             "backbone": split_values(backbones), "adapt_layer": split_values(adapt_layers),
                                             "selector": split_values(selectors), "select_ref": split_values(select_refs),
                                             "seed": seed_list, "set": set_map},
@@ -938,8 +970,49 @@ def ablate(
 
     meta = {"command": command, "budget": str(budget), "eval list": eval_path, "executor": runner.name,
             "wall time (this invocation)": f"{wall:.0f} s", "machine": _machine(), "seeds": seed_list}
+    if warm:
+        meta["warm start"] = _warm_text(warm)
     report = write_report(out, rows, baseline=baseline_hash, pruned=spec["pruned"], meta=meta) if rows else {}
     return AblationResult(out, cells, pruned, rows, failed, report, wall)
+
+
+def _warm_start_spec(base: dict[str, Any], init: str | Path | None, trainable: str) -> dict[str, Any] | None:
+    """Point every cell's ``train.init_from`` at ``init`` (resolved to a folder) and say what it has seen."""
+    from tsekit.engine.warmstart import SHIPPED_MODELS, TRAINABLE, resolve_model, seen_speakers
+
+    if trainable not in TRAINABLE:
+        raise TsekitError(f"--train {trainable!r}: use {' or '.join(TRAINABLE)}")
+    if init is None:
+        if trainable != "all":
+            raise TsekitError("--train new needs --init (the model whose tensors stay fixed)")
+        init = base["train"].get("init_from")
+        if not init:
+            return None
+    folder = resolve_model(init)
+    shipped = folder.parent == SHIPPED_MODELS  # by name, so that cell hashes do not depend on the checkout's path
+    base["train"].update(init_from=folder.name if shipped else str(folder), trainable=trainable)
+    return {"source": str(init), "folder": str(folder), "trainable": trainable, "seen_speakers": seen_speakers(folder)}
+
+
+def _warm_summary(warm: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if not warm:
+        return None
+    seen = warm["seen_speakers"]
+    return {**{k: v for k, v in warm.items() if k != "seen_speakers"},
+            "seen_speakers": None if seen is None else len(seen)}
+
+
+def _warm_text(warm: Mapping[str, Any]) -> str:
+    trained = "only the tensors it lacks" if warm["trainable"] == "new" else "all tensors"
+    seen = warm["seen_speakers"]
+    if seen is None:
+        unseen = "its training speakers are not recorded, so whether it has heard the evaluation speakers is unknown"
+    elif warm.get("eval_speakers_seen"):
+        unseen = f"WARNING: it was trained on {len(warm['eval_speakers_seen'])} of the evaluation speakers"
+    else:
+        unseen = f"the evaluation speakers are unseen by it (its card lists {len(seen)} training/validation speakers)"
+    return f"every cell was fine-tuned from {warm['source']} ({trained} trained; loaded tensors per cell in " \
+           f"train/*/seed-*/init.json); {unseen}"
 
 
 def _seed(value: str | int) -> int:

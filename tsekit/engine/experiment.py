@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import os
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -55,7 +56,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-OPTIONAL_KEYS = {".model": ("encoder_preset",)}
+OPTIONAL_KEYS = {".model": ("encoder_preset",), ".train": ("init_strict", "trainable"), ".data": ("eval_speakers",)}
 """Keys a config may set that :data:`DEFAULTS` leaves out, so that runs which do not set them keep their hash."""
 
 
@@ -148,7 +149,21 @@ def build_config(
     extra = parse_overrides(overrides)
     for section, values in flags.items():
         extra.setdefault(section, {}).update(values)
-    return load_config(experiment, extra)
+    config = load_config(experiment, extra)
+    check_warm_start(config["train"])
+    return config
+
+
+def check_warm_start(train: Mapping[str, Any]) -> None:
+    """``train.trainable`` is ``all``, or ``new`` with a ``train.init_from`` model to keep (which is read only when
+    a run starts: a resumed run needs it no more)."""
+    from tsekit.engine.warmstart import TRAINABLE
+
+    trainable = train.get("trainable") or "all"
+    if trainable not in TRAINABLE:
+        raise TsekitError(f"train.trainable {trainable!r}: use {' or '.join(TRAINABLE)}")
+    if not train.get("init_from") and trainable != "all":
+        raise TsekitError("train.trainable new needs train.init_from (the model whose tensors stay fixed)")
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "": 1}
@@ -182,7 +197,7 @@ def _loop_config(train: Mapping[str, Any], seed: int) -> Any:
     from tsekit.config import make_config
     from tsekit.engine.trainer import LoopConfig, OptimConfig
 
-    fields = {k: v for k, v in train.items() if k not in ("optim", "init_from")}
+    fields = {k: v for k, v in train.items() if k not in ("optim", "init_from", "init_strict", "trainable")}
     optim = make_config(OptimConfig, train.get("optim", {}), where="train.optim")
     loop = make_config(LoopConfig, {**fields, "seed": seed}, where="train")
     import dataclasses
@@ -190,22 +205,24 @@ def _loop_config(train: Mapping[str, Any], seed: int) -> Any:
     return dataclasses.replace(loop, optim=optim)
 
 
-def _init_weights(model: Any, folder: Path) -> None:
-    """Start from a saved model's weights (a resumed run then loads its own checkpoint over them)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+def _warm_start(model: Any, train: Mapping[str, Any], out: Path, resumed: bool) -> None:
+    """``train.init_from``: load the matching tensors (recorded in ``OUT/init.json``; a resumed run loads its
+    checkpoint instead and reads the record); ``train.trainable: new`` trains only the tensors not loaded."""
+    from tsekit.engine.warmstart import RECORD_FILE, InitRecord, freeze_loaded, init_from
 
-    path = folder / "model.safetensors" if folder.is_dir() else folder
-    if not path.is_file():
-        raise TsekitError(f"{folder}: train.init_from needs a model folder with model.safetensors")
-    try:
-        weights = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise TsekitError(f"{path}: train.init_from is not readable safetensors ({' '.join(str(exc).split())[:160]})") from None
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as exc:
-        raise TsekitError(f"{path}: does not fit this model ({' '.join(str(exc).split())[:200]})") from None
+    check_warm_start(train)
+    if not train.get("init_from"):
+        return
+    record_path = out / RECORD_FILE
+    if resumed and record_path.is_file():
+        record = InitRecord.read(record_path)
+    else:
+        record = init_from(model, train["init_from"], strict=bool(train.get("init_strict", False)))
+        if os.environ.get("RANK", "0") == "0":
+            out.mkdir(parents=True, exist_ok=True)
+            record.write(record_path)
+    if train.get("trainable") == "new":
+        freeze_loaded(model, record.loaded)
 
 
 def model_plan(model: Mapping[str, Any], registry: Any = None) -> Any:
@@ -269,7 +286,7 @@ def train(
     ``time_left`` caps this invocation's wall time without changing the config (a resumed time budget);
     ``on_warning`` receives one-line warnings (a damaged checkpoint skipped). The run lock of ``out_dir``
     is held throughout: a second training on the same folder is refused."""
-    import os
+
 
     from tsekit.engine.trainer import run_lock
 
@@ -307,10 +324,9 @@ def _train(
     model = assemble(model_plan(m, reg))
     from tsekit.engine.checkpoint import checkpoint_steps
 
-    if config["train"].get("init_from") and not checkpoint_steps(out):  # a resumed run loads its checkpoint
-        _init_weights(model, Path(config["train"]["init_from"]))
+    _warm_start(model, config["train"], out, resumed=bool(checkpoint_steps(out)))
     loss = parse_loss(config["loss"], registry=reg)
-    import os
+
 
     per_step = loop.batch_size * loop.optim.grad_accum * int(os.environ.get("WORLD_SIZE", "1"))
     train_set, val_set = datasets(config, model.sample_rate, (loop.max_steps or 10_000_000) * per_step)
