@@ -126,3 +126,38 @@ def test_ablate_init_records_and_refuses_seen_speakers(trunk: Path, tmp_path: Pa
         assert "WARNING: it was trained on 2 of the evaluation speakers" in (tmp_path / "abl3" / "report.md").read_text()
     finally:
         card.unlink()
+
+
+def test_inference_only_axes_evaluate_one_model_without_training(tiny_model: Path, tmp_path: Path, tsekit_cli) -> None:
+    from tsekit.data import HELDOUT_CORPUS
+    from tsekit.data.audio import read_audio
+    from tsekit.data.evallist import read_eval_list
+    from tsekit.engine.evaluate import evaluate_list
+
+    out = tmp_path / "inf"
+    result = tsekit_cli(["ablate", "--model", str(tiny_model), "--enroll-seconds", "0.5,1", "--enrollments", "1,2",
+                         "--selector", "first,mean", "--eval-size", "3", "--eval-seconds", "1.0", "--out", str(out),
+                         "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    rows = data["rows"]
+    assert len(rows) == 6 and all(r["steps"] == 0 for r in rows)  # 2 lengths × (1 enrollment + 2 × 2 selectors)
+    assert len(data["pruned"]) == 2 and all("every selector gives" in p["reason"] for p in data["pruned"])
+    spec = json.loads((out / "ablation.json").read_text())
+    heldout = {line.split(",")[1] for line in (HELDOUT_CORPUS / "manifest.csv").read_text().splitlines()[1:]}
+    assert set(spec["eval_speakers"]) <= heldout and not (out / "train").exists()
+    variant = out / "eval" / "variants" / "enroll-0.5s-x2" / "mixtures.csv"
+    items = read_eval_list(variant)
+    for item in items:
+        pieces = [read_audio(p)[0].shape[-1] for p in [item.enrollment, *item.more_enrollments]]
+        assert len(pieces) == 2 and all(n == 8000 for n in pieces)  # two 0.5 s pieces at 16 kHz
+    row = next(r for r in rows if r["selector"] == "mean" and r["sets"] == {"enroll_seconds": 0.5, "enrollments": 2})
+    again = evaluate_list(tsekit.load_model(tiny_model, selector="mean"), variant, tmp_path / "again")
+    assert again["si_sdri"] == pytest.approx(row["si_sdri"], abs=1e-3)
+    pair = items[0].enrollments  # the selector has two enrollments to combine
+    mean = tsekit.load_model(tiny_model, selector="mean").enroll(pair)
+    assert not torch.allclose(mean, tsekit.load_model(tiny_model, selector="first").enroll(pair))
+    bad = tsekit_cli(["ablate", "--enroll-seconds", "1", "--out", str(tmp_path / "x")])
+    assert "inference-only axes: give --model" in one_error_line(bad)
+    bad = tsekit_cli(["ablate", "--model", str(tiny_model), "--encoder", "ecapa", "--out", str(tmp_path / "y")])
+    assert "takes no training axes" in one_error_line(bad)

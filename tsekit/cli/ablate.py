@@ -59,6 +59,10 @@ def ablate_cmd(
     baseline: Annotated[str | None, typer.Option(help="Cell (label, hash or index) for paired differences; default the first.")] = None,
     init: Annotated[str | None, typer.Option("--init", help="Start every cell from this model's matching tensors: trunk (the shipped speaker-agnostic separator), default, a model or run folder.")] = None,
     train: Annotated[str, typer.Option("--train", help="With --init: all (fine-tune everything) or new (only the tensors the init model lacks).")] = "all",
+    model: Annotated[str | None, typer.Option("--model", help="Evaluate this trained model (default, a model or run folder) along inference-only axes; no training.")] = None,
+    enroll_seconds: Annotated[Multi, typer.Option("--enroll-seconds", help="With --model: enrollment lengths (s) as an axis, e.g. 1,2,4,8.")] = None,
+    enrollments: Annotated[Multi, typer.Option("--enrollments", help="With --model: number of enrollment pieces a selector combines, e.g. 1,2,4.")] = None,
+    eval_corpus: Annotated[str | None, typer.Option("--eval-corpus", help="Evaluate on every speaker of this corpus (heldout: the bundled speakers no shipped weights have heard) instead of speakers held out of --corpus.")] = None,
     allow_seen_speakers: Annotated[bool, typer.Option("--allow-seen-speakers", help="Evaluate even on speakers the --init model was trained on (its card lists them).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the cells or results as JSON.")] = False,
 ) -> None:
@@ -75,7 +79,8 @@ def ablate_cmd(
         experiment=experiment, overrides=list(override or []), preset=preset, corpus=corpus,
         eval_list=eval_list, eval_size=eval_size, eval_speakers=eval_speakers, eval_seconds=eval_seconds,
         executor=runner, resume=resume, baseline=baseline, init=init, trainable=train,
-        allow_seen_speakers=allow_seen_speakers, dry_run=dry_run,
+        allow_seen_speakers=allow_seen_speakers, model=model, enroll_seconds=enroll_seconds or (),
+        enrollments=enrollments or (), eval_corpus=eval_corpus, dry_run=dry_run,
         command=shlex.join(["tsekit", *sys.argv[1:]]) if sys.argv[0].endswith("tsekit") else None,
         registry=reg, on_event=None if as_json else functools.partial(_print_event, _err_console()),
     )
@@ -135,8 +140,10 @@ def _print_event(err: Any, kind: str, data: dict[str, Any]) -> None:
         err.print(f"  done already: {data['cell']} seed {data['seed']}")
     elif kind == "cell":
         row = data["row"]
+        cost = (f"{row['steps']} steps in {row['train_time_s']:.0f} s" if row.get("train_time_s") is not None
+                else f"evaluated in {row['eval_time_s']:.0f} s")
         err.print(f"  [{data['done']}/{data['total']}] {row['cell']} seed {row['seed']}: SI-SDRi "
-                  f"{row['si_sdri']:.2f} dB, {row['steps']} steps in {row['train_time_s']:.0f} s")
+                  f"{row['si_sdri']:.2f} dB, {cost}")
     elif kind == "failed":
         err.print(f"  [{data['done']}/{data['total']}] {data['cell']} seed {data['seed']} FAILED: {data['error']}")
 

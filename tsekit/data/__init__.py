@@ -2,6 +2,7 @@
 
 Public names (modules load on first use; listing them imports no torch):
   DEMO_CORPUS, demo_corpus()             the bundled 40-speaker LibriSpeech subset (CC BY 4.0)
+  HELDOUT_CORPUS                         24 more LibriSpeech speakers no shipped weights have heard (evaluation)
   load_corpus, Corpus, Utterance         speaker-labelled corpora (trees, CSV/JSONL manifests, several as one)
   MixtureSimulator, SimulationConfig     on-the-fly target-speaker mixtures; write_fixed_set, collate_mixtures
   LongSimulationConfig, write_long_set   meeting-like long recordings with segment times (simulate --long)
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 DEMO_CORPUS = Path(__file__).resolve().parent / "librispeech-demo"
+HELDOUT_CORPUS = Path(__file__).resolve().parent / "librispeech-heldout"
 
 _LAZY = {
     "Corpus": "tsekit.data.corpus",
@@ -41,6 +43,7 @@ _LAZY = {
 
 __all__ = [
     "DEMO_CORPUS",
+    "HELDOUT_CORPUS",
     "Corpus",
     "LongRecordingSimulator",
     "LongSimulationConfig",

@@ -1,7 +1,8 @@
 """Evaluation lists (``mixtures.csv``): what ``tsekit simulate`` writes and ``eval``/``extract --list`` read.
 
 Required columns: ``mixture_id,mixture_path,enrollment_path,target_path`` (paths relative to the CSV;
-``target_path`` may be empty when no reference exists). Any further columns (simulation parameters:
+``target_path`` may be empty when no reference exists). An optional ``more_enrollments`` column lists further
+enrollments of the target (paths joined by ``;``; a selector combines them). Any further columns (simulation parameters:
 ``sir_db``, ``snr_db``, ``rt60``, ``target_speaker``, ...) are kept as strings in ``extras``.
 """
 
@@ -17,6 +18,7 @@ from tsekit.errors import TsekitError
 from tsekit.io import atomic_open
 
 COLUMNS = ("mixture_id", "mixture_path", "enrollment_path", "target_path")
+MORE_ENROLLMENTS = "more_enrollments"
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,12 @@ class EvalItem:
     target: Path | None
     extras: dict[str, str] = field(default_factory=dict)
     where: str = ""  # file:line of its row
+    more_enrollments: tuple[Path, ...] = ()
+
+    @property
+    def enrollments(self) -> Path | list[Path]:
+        """What to enroll: the one enrollment, or all of them for a selector to combine."""
+        return [self.enrollment, *self.more_enrollments] if self.more_enrollments else self.enrollment
 
 
 @dataclass(frozen=True)
@@ -91,9 +99,13 @@ def _parse_row(path: Path, where: str, row: dict[str, str], mid: str, seen: set[
             raise TsekitError(f"{col} {full} does not exist")
         paths[col] = full
     extras = {k: (v or "") for k, v in row.items() if k not in COLUMNS and k is not None}
+    more = tuple(path.parent / p.strip() for p in extras.pop(MORE_ENROLLMENTS, "").split(";") if p.strip())
+    missing = next((p for p in more if check_files and not p.is_file()), None)
+    if missing is not None:
+        raise TsekitError(f"{MORE_ENROLLMENTS} {missing} does not exist")
     mixture, enrollment = paths["mixture_path"], paths["enrollment_path"]
     assert mixture is not None and enrollment is not None
-    return EvalItem(mid, mixture, enrollment, paths["target_path"], extras, where)
+    return EvalItem(mid, mixture, enrollment, paths["target_path"], extras, where, more)
 
 
 def write_eval_list(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> Path:

@@ -248,6 +248,86 @@ def expand_grid(
     return cells, pruned
 
 
+def inference_cells(folder: str | Path, *, selectors: Sequence[str] = (), select_refs: Sequence[str] = (),
+                    lengths: Sequence[float] = (), counts: Sequence[int] = ()) -> tuple[list[Cell], list[Pruned]]:
+    """The cells of an evaluation-only grid over one trained model: selector × reference selection × enrollment
+    length × number of enrollments. With one enrollment every selector gives the same embedding: one cell is kept."""
+    from tsekit.engine.checkpoint import read_spec
+    from tsekit.refselect import MODES
+
+    spec = read_spec(folder)["model"]
+    unknown = [mode for mode in select_refs if mode not in MODES]
+    if unknown:
+        raise TsekitError(f"--select-ref {unknown[0]!r}: use one of {', '.join(MODES)}")
+    sites = tuple(spec.get("adapt_layers") or ())
+    cells: list[Cell] = []
+    pruned: list[Pruned] = []
+    seen: dict[tuple[Any, ...], str] = {}
+    length_axis: list[float | None] = list(lengths) or [None]
+    for sel, ref, length, count in itertools.product(selectors or ["cluster"], select_refs or ["given"],
+                                                     length_axis, counts or [1]):
+        sets = tuple((k, v) for k, v in (("enroll_seconds", length), ("enrollments", count)) if v is not None)
+        key = (ref, length, count, sel if count > 1 else None)
+        inference = {"model": str(Path(folder).resolve()), "enroll_seconds": length, "enrollments": count}
+        cell = Cell(spec["encoder"], spec["fusion"], spec["backbone"], "model", sites, sel, sets,
+                    train_config={"inference": inference}, select_ref=ref)
+        if key in seen:
+            pruned.append(Pruned(cell.label, f"one enrollment: every selector gives the embedding of {seen[key]}"))
+            continue
+        seen[key] = cell.label
+        cells.append(cell)
+    return cells, pruned
+
+
+def _floats(values: Sequence[Any] | str, option: str) -> list[float]:
+    out = []
+    for value in split_values(values if isinstance(values, str) else [str(v) for v in values]):
+        try:
+            number = float(value)
+        except ValueError:
+            raise TsekitError(f"{option} {value!r}: expected numbers, e.g. 1,2,4") from None
+        if not number > 0:
+            raise TsekitError(f"{option} {value!r}: must be positive")
+        out.append(int(number) if number.is_integer() else number)
+    return out
+
+
+def enrollment_variant(eval_list: Path, length: float | None, count: int) -> Path:
+    """The evaluation list with every enrollment cut into ``count`` consecutive pieces of ``length`` s (all of it
+    when None), written once beside the list (``variants/``); rows record the speech they were given."""
+    from tsekit.data.audio import read_audio
+    from tsekit.data.evallist import MORE_ENROLLMENTS, read_eval_list, write_eval_list
+    from tsekit.inference import MIN_ENROLLMENT_SECONDS
+    from tsekit.io import write_audio
+
+    if length is None and count == 1:
+        return eval_list
+    folder = eval_list.parent / "variants" / f"enroll-{length or 'all'}s-x{count}"
+    listing = folder / "mixtures.csv"
+    if listing.is_file():
+        return listing
+    rows = []
+    for item in read_eval_list(eval_list):
+        wav, sr = read_audio(item.enrollment)
+        voiced = wav.abs().nonzero()
+        wav = wav[..., : int(voiced[-1, -1]) + 1] if len(voiced) else wav  # the simulator pads with zeros
+        piece = wav.shape[-1] // count if length is None else round(length * sr)
+        paths: list[Path] = []
+        for i in range(count):
+            part = wav[..., i * piece: (i + 1) * piece]
+            if part.shape[-1] < MIN_ENROLLMENT_SECONDS * sr and paths:
+                break  # not enough speech for another piece
+            path = folder / "enrollments" / f"{item.mixture_id}-{i}.wav"
+            write_audio(path, part, sr)
+            paths.append(path)
+        used = sum(int(wav[..., i * piece: (i + 1) * piece].shape[-1]) for i in range(len(paths))) / sr
+        rows.append({"mixture_id": item.mixture_id, "mixture_path": item.mixture, "enrollment_path": paths[0],
+                     "target_path": item.target, **item.extras, "enroll_seconds_used": round(used, 3),
+                     "enrollments_used": len(paths),
+                     MORE_ENROLLMENTS: ";".join(p.relative_to(folder).as_posix() for p in paths[1:])})
+    return write_eval_list(listing, rows)
+
+
 def _placement_text(value: Any) -> str:
     """A config's ``model.adapt_layers`` as one value of the ``--adapt-layer`` axis, where ``,`` separates
     cells: its sites joined by ``+``."""
@@ -316,14 +396,22 @@ def run_cell(out_dir: str | Path, cell_hash: str, seed: int, *, device: str = "a
     config["seed"] = int(seed)
     run_dir = out / "train" / cell["train_hash"] / f"seed-{seed}"
     result_path = run_dir / "result.json"
-    with run_lock(run_dir, wait=True):  # cells that share a training run (selectors) may run in parallel
-        if result_path.is_file():
-            result = _read_json(result_path)
-        else:
-            budget = spec["budget_seconds"]
-            time_left = None if budget is None else max(0.0, budget - _train_elapsed(run_dir))
-            result = train(config, run_dir, on_progress=on_progress, device=device, time_left=time_left)
-            result = _read_json(result_path) if result_path.is_file() else result
+    inference = config.get("inference")
+    eval_list = out / spec["eval_list"] if not Path(spec["eval_list"]).is_absolute() else Path(spec["eval_list"])
+    if inference:  # an evaluation-only cell: the given model, its enrollments cut as the cell says
+        run_dir = Path(inference["model"])
+        result = {"steps": 0, "stop_reason": "evaluation only"}
+        with run_lock(out / "eval" / "variants", wait=True):
+            eval_list = enrollment_variant(eval_list, inference["enroll_seconds"], int(inference["enrollments"]))
+    else:
+        with run_lock(run_dir, wait=True):  # cells that share a training run (selectors) may run in parallel
+            if result_path.is_file():
+                result = _read_json(result_path)
+            else:
+                budget = spec["budget_seconds"]
+                time_left = None if budget is None else max(0.0, budget - _train_elapsed(run_dir))
+                result = train(config, run_dir, on_progress=on_progress, device=device, time_left=time_left)
+                result = _read_json(result_path) if result_path.is_file() else result
     started = time.perf_counter()
     summary_path = cell_dir / "summary.json"
     summary = _read_json(summary_path) if summary_path.is_file() else {}
@@ -331,8 +419,7 @@ def run_cell(out_dir: str | Path, cell_hash: str, seed: int, *, device: str = "a
         eval_time = float(summary["eval_time_s"])
     else:
         extractor = load_model(run_dir, device=_eval_device(device), selector=cell["selector"])
-        summary = evaluate_list(extractor, out / spec["eval_list"] if not Path(spec["eval_list"]).is_absolute()
-                                else spec["eval_list"], cell_dir, metrics=spec["metrics"], resume=True,
+        summary = evaluate_list(extractor, eval_list, cell_dir, metrics=spec["metrics"], resume=True,
                                 select_ref=cell.get("select_ref", "given"))
         eval_time = time.perf_counter() - started
         _write_json(summary_path, {**summary, "eval_time_s": eval_time})
@@ -732,9 +819,20 @@ class AblationResult:
     dry_run: bool = False
 
 
+def eval_corpus_source(name: str | None) -> str | None:
+    """``heldout`` (the bundled speakers no shipped weights have heard), a corpus folder or manifest, or None."""
+    from tsekit.data import HELDOUT_CORPUS
+
+    if name is None:
+        return None
+    return str(HELDOUT_CORPUS / "manifest.csv") if name == "heldout" else str(Path(name).expanduser().resolve())
+
+
 def _prepare_data(out: Path, base: dict[str, Any], *, corpus: str | None, eval_list: str | None, eval_size: int,
-                  eval_speakers: int, eval_seconds: float, eval_sample_rate: int, seed: int) -> tuple[str | None, list[str], str]:
-    """The training corpus, the speakers it must leave out, and the fixed evaluation list."""
+                  eval_speakers: int, eval_seconds: float, eval_sample_rate: int, seed: int,
+                  eval_corpus: str | None = None) -> tuple[str | None, list[str], str]:
+    """The training corpus, the speakers it must leave out, and the fixed evaluation list (from held-out speakers
+    of the training corpus, or from every speaker of ``eval_corpus``)."""
     from tsekit.data import DEMO_CORPUS
     from tsekit.data.corpus import load_corpus
     from tsekit.data.evallist import read_eval_list
@@ -751,7 +849,11 @@ def _prepare_data(out: Path, base: dict[str, Any], *, corpus: str | None, eval_l
         return source, [], str(path)
     full = load_corpus(source or DEMO_CORPUS / "manifest.csv")
     fixed = [str(s) for s in base["data"].get("eval_speakers") or []]
-    if fixed:  # the config names its held-out speakers
+    separate = eval_corpus_source(eval_corpus or base["data"].get("eval_corpus"))
+    if separate is not None:
+        full = load_corpus(separate)
+        eval_part = full.subset(fixed) if fixed else full
+    elif fixed:  # the config names its held-out speakers
         unknown = [s for s in fixed if s not in set(full.speakers)]
         if unknown:
             raise TsekitError(f"data.eval_speakers: {unknown[0]!r} is not a speaker of {source or 'the bundled corpus'}")
@@ -836,6 +938,10 @@ def ablate(
     baseline: str | None = None,
     init: str | Path | None = None,
     trainable: str = "all",
+    model: str | Path | None = None,
+    enroll_seconds: Sequence[float] | str = (),
+    enrollments: Sequence[int] | str = (),
+    eval_corpus: str | None = None,
     allow_seen_speakers: bool = False,
     dry_run: bool = False,
     command: str | None = None,
@@ -852,7 +958,10 @@ def ablate(
     process). ``init``: every cell starts from this model's matching tensors (a shipped model's name such as
     ``trunk``, a model or run folder; :mod:`tsekit.engine.warmstart`), training ``trainable`` (``all`` or ``new``)
     tensors; evaluation speakers that the model (its card) was trained on are refused unless
-    ``allow_seen_speakers``. The old executor keywords (``executor="processes"``, ``workers``, ``gpus``, ``per_gpu``,
+    ``allow_seen_speakers``. ``model``: no training — every cell evaluates this model (a shipped model's name, a
+    model or run folder) along the inference-only axes ``selectors``, ``select_refs``, ``enroll_seconds`` (the first
+    L s of each enrollment) and ``enrollments`` (K consecutive pieces of it, which the selector combines), by default on
+    the bundled held-out speakers (``eval_corpus``: ``heldout``, a corpus; else held out of ``corpus``). The old executor keywords (``executor="processes"``, ``workers``, ``gpus``, ``per_gpu``,
     ``ray_address``, ``cpus_per_cell``, ``device``) still work for this release, with a DeprecationWarning.
     """
     from tsekit.engine.evaluate import DEFAULT_METRICS
@@ -876,11 +985,27 @@ def ablate(
         base["model"]["preset"] = preset
     train_budget = parse_budget(budget)
     base["train"].update(train_budget)
-    warm = _warm_start_spec(base, init, trainable)
-    cells, pruned = expand_grid(
-        base, encoders=split_values(encoders), fusions=split_values(fusions), backbones=split_values(backbones),
-        adapt_layers=split_values(adapt_layers), selectors=split_values(selectors), sets=set_map, registry=reg,
-        select_refs=split_values(select_refs))
+    lengths, counts = _floats(enroll_seconds, "--enroll-seconds"), [int(k) for k in _floats(enrollments, "--enrollments")]
+    if model is None and (lengths or counts):
+        raise TsekitError("--enroll-seconds and --enrollments are inference-only axes: give --model")
+    if model is not None:
+        if init is not None or any(split_values(a) for a in (encoders, fusions, backbones, adapt_layers)) or set_map:
+            raise TsekitError("--model evaluates one trained model: it takes no training axes (--encoder, --fusion, "
+                              "--backbone, --adapt-layer, --set, --init)")
+        warm = _warm_start_spec(base, model, "all", inference=True)
+        assert warm is not None
+        if not (corpus or eval_list or eval_corpus or base["data"].get("eval_corpus")):
+            eval_corpus = "heldout"
+        cells, pruned = inference_cells(warm["folder"], selectors=split_values(selectors),
+                                        select_refs=split_values(select_refs), lengths=lengths, counts=counts)
+        sim = base["data"]["simulation"]
+        sim["enrollment_seconds"] = max(lengths or [sim["enrollment_seconds"]]) * max(counts or [1])
+    else:
+        warm = _warm_start_spec(base, init, trainable)
+        cells, pruned = expand_grid(
+            base, encoders=split_values(encoders), fusions=split_values(fusions), backbones=split_values(backbones),
+            adapt_layers=split_values(adapt_layers), selectors=split_values(selectors), sets=set_map, registry=reg,
+            select_refs=split_values(select_refs))
     if dry_run:
         return AblationResult(out, cells, pruned, [], [], {}, time.monotonic() - started, dry_run=True)
     if not cells:
@@ -900,15 +1025,19 @@ def ablate(
         emit("prepare", {"out": str(out)})
         train_corpus, excluded, eval_path = _prepare_data(out, base, corpus=corpus, eval_list=eval_list, eval_size=eval_size,
                                                 eval_speakers=eval_speakers, eval_seconds=eval_seconds,
-                                                eval_sample_rate=eval_sample_rate, seed=0)
+                                                eval_sample_rate=eval_sample_rate, seed=0, eval_corpus=eval_corpus)
     if warm and warm["seen_speakers"] is not None:
         from tsekit.engine.warmstart import check_unseen
 
         if not allow_seen_speakers:
             check_unseen(excluded, warm["seen_speakers"], f"--init {warm['source']}")
         warm["eval_speakers_seen"] = sorted(set(excluded) & set(warm["seen_speakers"]))
+        warm["evaluation_only"] = model is not None
     final_cells = []
     for cell in cells:  # every cell trains on the same speakers, none of the evaluation list's
+        if model is not None:
+            final_cells.append(cell)
+            continue
         config = copy.deepcopy(cell.train_config)
         config["data"]["corpus"] = train_corpus
         config["data"]["exclude_speakers"] = sorted({*config["data"].get("exclude_speakers", []), *excluded})
@@ -976,8 +1105,10 @@ def ablate(
     return AblationResult(out, cells, pruned, rows, failed, report, wall)
 
 
-def _warm_start_spec(base: dict[str, Any], init: str | Path | None, trainable: str) -> dict[str, Any] | None:
-    """Point every cell's ``train.init_from`` at ``init`` (resolved to a folder) and say what it has seen."""
+def _warm_start_spec(base: dict[str, Any], init: str | Path | None, trainable: str,
+                     inference: bool = False) -> dict[str, Any] | None:
+    """Point every cell's ``train.init_from`` at ``init`` (resolved to a folder) and say what it has seen; with
+    ``inference`` only the latter (``init`` is the model every cell evaluates)."""
     from tsekit.engine.warmstart import SHIPPED_MODELS, TRAINABLE, resolve_model, seen_speakers
 
     if trainable not in TRAINABLE:
@@ -990,7 +1121,8 @@ def _warm_start_spec(base: dict[str, Any], init: str | Path | None, trainable: s
             return None
     folder = resolve_model(init)
     shipped = folder.parent == SHIPPED_MODELS  # by name, so that cell hashes do not depend on the checkout's path
-    base["train"].update(init_from=folder.name if shipped else str(folder), trainable=trainable)
+    if not inference:
+        base["train"].update(init_from=folder.name if shipped else str(folder), trainable=trainable)
     return {"source": str(init), "folder": str(folder), "trainable": trainable, "seen_speakers": seen_speakers(folder)}
 
 
@@ -1004,6 +1136,13 @@ def _warm_summary(warm: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 def _warm_text(warm: Mapping[str, Any]) -> str:
     trained = "only the tensors it lacks" if warm["trainable"] == "new" else "all tensors"
+    if warm.get("evaluation_only"):
+        return f"no training: every cell evaluates {warm['source']}; " + _unseen_text(warm)
+    return f"every cell was fine-tuned from {warm['source']} ({trained} trained; loaded tensors per cell in " \
+           f"train/*/seed-*/init.json); " + _unseen_text(warm)
+
+
+def _unseen_text(warm: Mapping[str, Any]) -> str:
     seen = warm["seen_speakers"]
     if seen is None:
         unseen = "its training speakers are not recorded, so whether it has heard the evaluation speakers is unknown"
@@ -1011,8 +1150,7 @@ def _warm_text(warm: Mapping[str, Any]) -> str:
         unseen = f"WARNING: it was trained on {len(warm['eval_speakers_seen'])} of the evaluation speakers"
     else:
         unseen = f"the evaluation speakers are unseen by it (its card lists {len(seen)} training/validation speakers)"
-    return f"every cell was fine-tuned from {warm['source']} ({trained} trained; loaded tensors per cell in " \
-           f"train/*/seed-*/init.json); {unseen}"
+    return unseen
 
 
 def _seed(value: str | int) -> int:

@@ -324,7 +324,7 @@ def extract_list(
         if resume and path.is_file():
             pass
         elif select_ref == "given":
-            estimate, sr = extractor.extract(item.mixture, extractor.enroll(item.enrollment))
+            estimate, sr = extractor.extract(item.mixture, extractor.enroll(item.enrollments))
             write_audio(path, estimate, sr)
         else:
             mixture, sr = read_audio(item.mixture)

@@ -62,14 +62,14 @@ def reference_embedding(extractor: Any, item: Any, mixture: Any, sample_rate: in
                         config: Any = None) -> tuple[Any, Any]:
     """The embedding a row is extracted with, and the :class:`~tsekit.refselect.RefSelection` (None for ``given``)."""
     if mode == "given":
-        return extractor.enroll(item.enrollment), None
+        return extractor.enroll(item.enrollments), None
     spans = None
     if mode == "oracle":
         found = target_spans(item, sample_rate, mixture.shape[-1])
         if not found:
             raise TsekitError("--select-ref oracle needs the target's segments (a list from tsekit simulate --long)")
         spans = [(a / sample_rate, b / sample_rate) for a, b in found]
-    selection = extractor.select_reference(mixture, item.enrollment, mode, sample_rate=sample_rate, spans=spans,
+    selection = extractor.select_reference(mixture, item.enrollments, mode, sample_rate=sample_rate, spans=spans,
                                            config=config)
     return selection.embedding, selection
 
