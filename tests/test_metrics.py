@@ -49,7 +49,7 @@ def random_cases(n=4, length=4000, seed=0):
 
 def test_registered_torch_free_and_declared(registry):
     names = {"si-sdr", "si-sdri", "sdr", "sdri", "sdr-bss", "sdri-bss", "pesq", "stoi", "estoi", "confusion"}
-    assert names | {"speaker-similarity", "absent-energy"} == set(registry.names("metric"))
+    assert names | {"speaker-similarity", "absent-energy", "dnsmos", "pdnsmos"} == set(registry.names("metric"))
     for spec in registry.list("metric"):
         metric = spec.create()
         caps = spec.capabilities_for()

@@ -1,5 +1,6 @@
 """The training loop: AdamW, warm-up + cosine decay, clipping, accumulation, validation (the registered
 ``si-sdr``/``si-sdri`` metrics), atomic checkpoints (:mod:`tsekit.engine.checkpoint`) and exact resume.
+Rows go to ``metrics.jsonl`` and, with the ``tensorboard`` package installed, to TensorBoard event files beside it.
 
 Determinism: batch ``s`` is made of dataset items ``[s·B·A, (s+1)·B·A)`` (B batch, A accumulation),
 and every item depends only on its index, so a resumed run sees the same data; model, optimiser
@@ -18,7 +19,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from tsekit.engine.checkpoint import clean_partial_checkpoints, resume_checkpoint, save_checkpoint
 from tsekit.errors import TsekitError
@@ -172,6 +173,40 @@ def collate(items: list[Mapping[str, Any]]) -> dict[str, Any]:
 def _log(path: Path, row: Mapping[str, Any]) -> None:
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(row, default=float) + "\n")
+
+
+class _RunLog:
+    """``metrics.jsonl`` rows, and the same numbers as TensorBoard scalars (tag ``<split>/<key>``) in event
+    files beside it when the ``tensorboard`` package is installed (the ``tensorboard`` extra)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir, self.path = run_dir, run_dir / METRICS
+        self.board: Any = None  # a torch.utils.tensorboard.SummaryWriter once started
+
+    def start(self, step: int) -> None:
+        """Resume at checkpoint ``step``: drop the rows logged after it (TensorBoard hides their events)."""
+        _truncate_log(self.path, step)
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.board = SummaryWriter(str(self.run_dir), purge_step=step + 1)
+
+    def write(self, row: Mapping[str, Any]) -> None:
+        _log(self.path, row)
+        if self.board is not None:
+            for key, value in row.items():
+                if key != "step" and isinstance(value, int | float) and not isinstance(value, bool):
+                    self.board.add_scalar(f"{row['split']}/{key}", value, row["step"])
+            self.board.flush()  # a killed run keeps every logged row, as metrics.jsonl does
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.board is not None:
+            self.board.close()
 
 
 def _truncate_log(path: Path, step: int) -> None:
@@ -370,9 +405,9 @@ def fit(
     scores with ``registry``'s metrics (default: the global registry).
     """
     main = os.environ.get("RANK", "0") == "0"
-    with run_lock(Path(run_dir)) if main else contextlib.nullcontext():
+    with run_lock(Path(run_dir)) if main else contextlib.nullcontext(), _RunLog(Path(run_dir)) as log:
         return _fit(model, loss_fn, dataset, Path(run_dir), config, val_batches=val_batches, run_meta=run_meta,
-                    device=device, on_progress=on_progress, on_warning=on_warning or _warn, registry=registry)
+                    device=device, on_progress=on_progress, on_warning=on_warning or _warn, registry=registry, log=log)
 
 
 def _fit(
@@ -388,6 +423,7 @@ def _fit(
     on_progress: Callable[[dict[str, Any]], None] | None,
     on_warning: Callable[[str], None],
     registry: Any,
+    log: _RunLog,
 ) -> dict[str, Any]:
     import torch
 
@@ -424,7 +460,6 @@ def _fit(
 
     use_amp = config.amp and dev.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    log_path = run_dir / METRICS
     cache = EmbeddingCache() if model.encoder.frozen else None
     cue: list[Any] = []  # the embedding of the latest forward, for losses that need it
     classes = _speaker_classes(model, dataset)  # the encoder's speaker head's classes, when it has one
@@ -452,7 +487,7 @@ def _fit(
         d_window = [float(x) for x in meta.get("d_log_window", [])]
         lr_scale, plateau_bad = float(meta.get("lr_scale", 1.0)), int(meta.get("plateau_bad", 0))
     if dist.main:
-        _truncate_log(log_path, step)
+        log.start(step)
     per_micro = config.batch_size * dist.world
     per_step = per_micro * opt_cfg.grad_accum
     started, cpu_started = time.monotonic(), time.process_time()
@@ -544,7 +579,7 @@ def _fit(
                    "lr": optimizer.param_groups[0]["lr"], "time_s": now, "cpu_s": cpu_now()}
             if d_window:
                 row["d_loss"] = sum(d_window) / len(d_window)
-            _log(log_path, row)
+            log.write(row)
             window, d_window = [], []
             if on_progress:
                 on_progress(row)
@@ -553,7 +588,7 @@ def _fit(
             if dist.main:
                 scores = validate(model, val_batches, dev, registry=registry)
                 row = {"step": step, "split": "val", **scores, "time_s": now, "cpu_s": cpu_now()}
-                _log(log_path, row)
+                log.write(row)
                 history.append(row)
                 if on_progress:
                     on_progress(row)

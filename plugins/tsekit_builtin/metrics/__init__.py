@@ -16,10 +16,17 @@
   was: the model extracted the wrong speaker), else 0.0. Its mean over target-present utterances is the
   target-confusion rate (:func:`tsekit.metrics.summarize` reports it as ``confusion_rate``).
 - ``speaker-similarity``: cosine between ``embed(ŝ)`` and the ``enrollment`` embedding (extras).
+- ``dnsmos``: DNSMOS P.835 (Reddy et al., ICASSP 2022), a non-intrusive MOS of the estimate alone, 1..5:
+  ``dnsmos-sig`` (speech signal), ``dnsmos-bak`` (background noise) and ``dnsmos-ovrl`` (overall), at 16 kHz
+  (other rates are resampled); the ONNX models ship in the ``speechmos`` package (extra ``dnsmos``), run with
+  the windows and polynomials of speechmos and the DNS Challenge's ``dnsmos_local.py`` (16 kHz scores equal
+  speechmos's). An estimate peaking above 1 is scaled to peak 1 first (the models take [-1, 1] audio).
+- ``pdnsmos``: the DNS Challenge's personalized DNSMOS (``pdnsmos-sig``/``-bak``/``-ovrl``), made for
+  personalized noise suppression, where interfering talkers count as background.
 - ``absent-energy``: for target-absent utterances, the output's energy relative to the mixture,
   ``10·log10(‖ŝ‖² / ‖y‖²)`` dB (0: the mixture passed through; lower is better); NaN when the target is present.
 
-Target-referenced metrics are NaN on target-absent utterances. Energy ratios add ``eps`` to numerator
+Target-referenced metrics and DNSMOS are NaN on target-absent utterances. Energy ratios add ``eps`` to numerator
 and denominator, so a perfect estimate scores a large finite value and a silent one 0 dB.
 """
 
@@ -117,6 +124,18 @@ def tsekit_register_metrics(register: Registrar) -> None:
         f"{IMPL}:ESTOI",
         capabilities=_caps("estoi", "extended STOI, 0..1 (pystoi)"),
         summary="extended STOI (0..1)",
+    )
+    register(
+        "dnsmos",
+        f"{IMPL}:DNSMOS",
+        capabilities=_caps("dnsmos", "DNSMOS P.835 of the estimate: columns dnsmos-sig, dnsmos-bak, dnsmos-ovrl"),
+        summary="DNSMOS P.835 non-intrusive MOS: speech, background, overall (1..5; extra 'dnsmos')",
+    )
+    register(
+        "pdnsmos",
+        f"{IMPL}:PDNSMOS",
+        capabilities=_caps("pdnsmos", "personalized DNSMOS: interfering talkers count as background noise"),
+        summary="personalized DNSMOS P.835: other talkers count as background (1..5; extra 'dnsmos')",
     )
     register(
         "confusion",

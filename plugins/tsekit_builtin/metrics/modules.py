@@ -1,4 +1,5 @@
-"""Metric implementations (numpy/scipy, pesq, pystoi); see :mod:`tsekit_builtin.metrics` for the definitions."""
+"""Metric implementations (numpy/scipy, pesq, pystoi, onnxruntime); see :mod:`tsekit_builtin.metrics` for the
+definitions."""
 
 from __future__ import annotations
 
@@ -254,3 +255,75 @@ class SpeakerSimilarity(_Base):
         if not norms > 0:
             return _unscorable(self.name, "an embedding is zero")
         return float(np.dot(output, enrollment)) / norms
+
+
+DNSMOS_RATE = 16000
+DNSMOS_SECONDS = 9.01
+"""The P.835 model scores 9.01 s windows (144160 samples) with a 1 s hop."""
+
+# Polynomials mapping the model's raw (SIG, BAK, OVRL) to MOS, highest power first (speechmos, DNS Challenge).
+DNSMOS_POLYFIT = {
+    False: ([-0.08397278, 1.22083953, 0.0052439], [-0.13166888, 1.60915514, -0.39604546],
+            [-0.06766283, 1.11546468, 0.04602535]),
+    True: ([-0.01019296, 0.02751166, 1.19576786, -0.24348726], [-0.04976499, 0.44276479, -0.1644611, 0.96883132],
+           [-0.00533021, 0.005101, 1.18058466, -0.11236046]),
+}
+
+
+def dnsmos_windows(audio: np.ndarray, rate: int = DNSMOS_RATE) -> list[np.ndarray]:
+    """The windows DNSMOS averages over, as speechmos and the DNS Challenge's ``dnsmos_local.py`` cut them:
+    a short clip is repeated (doubled) to 9.01 s; a window that the float end index leaves one sample short
+    (e.g. the 8th to 24th) is skipped, as there, so the scores match theirs."""
+    length = int(DNSMOS_SECONDS * rate)
+    while len(audio) < length:
+        audio = np.append(audio, audio)
+    hops = int(np.floor(len(audio) / rate) - DNSMOS_SECONDS) + 1
+    windows = [audio[int(i * rate) : int((i + DNSMOS_SECONDS) * rate)] for i in range(hops)]
+    return [w for w in windows if len(w) == length]
+
+
+class DNSMOS(_Base):
+    """DNSMOS P.835 of the estimate (the speechmos package's ONNX model run by onnxruntime): the MOS of
+    each 9.01 s window through the model and its polynomial, averaged."""
+
+    name = "dnsmos"
+    personalized = False
+
+    def __init__(self, config: Any = None) -> None:
+        super().__init__(config)
+        try:
+            from importlib.resources import as_file, files
+
+            import onnxruntime
+
+            model = files("speechmos") / ("pdnsmos_models" if self.personalized else "dnsmos_models")
+            with as_file(model / "sig_bak_ovr.onnx") as path:
+                self._session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except ImportError:
+            raise TsekitError(f"metric '{self.name}' needs speechmos and onnxruntime: pip install 'tsekit[dnsmos]'") \
+                from None
+        self._polys = [np.poly1d(c) for c in DNSMOS_POLYFIT[self.personalized]]
+        self._keys = [f"{self.name}-{k}" for k in ("sig", "bak", "ovrl")]
+
+    def compute(
+        self, estimate: np.ndarray, target: np.ndarray, mixture: np.ndarray | None, sample_rate: int, **extras: Any
+    ) -> dict[str, float]:
+        if is_absent(target):
+            return dict.fromkeys(self._keys, NAN)
+        audio = _resample(estimate, sample_rate, DNSMOS_RATE)
+        peak = float(np.abs(audio).max())
+        if peak > 1:  # the model takes [-1, 1] audio (speechmos refuses louder input): scale a louder estimate down
+            audio = audio / peak
+        (name,) = (i.name for i in self._session.get_inputs())
+        raw = np.concatenate(
+            [self._session.run(None, {name: w.astype(np.float32)[np.newaxis]})[0] for w in dnsmos_windows(audio)]
+        )
+        columns = zip(self._keys, self._polys, raw.T, strict=True)
+        return {key: float(np.mean(poly(scores))) for key, poly, scores in columns}
+
+
+class PDNSMOS(DNSMOS):
+    """Personalized DNSMOS (the DNS Challenge's pDNSMOS): interfering talkers count as background noise."""
+
+    name = "pdnsmos"
+    personalized = True
