@@ -137,11 +137,12 @@ def test_inference_only_axes_evaluate_one_model_without_training(tiny_model: Pat
     out = tmp_path / "inf"
     result = tsekit_cli(["ablate", "--model", str(tiny_model), "--enroll-seconds", "0.5,1", "--enrollments", "1,2",
                          "--selector", "first,mean", "--eval-size", "3", "--eval-seconds", "1.0", "--out", str(out),
-                         "--json"])
+                         "--metrics", "si-sdr,si-sdri,dnsmos", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     rows = data["rows"]
     assert len(rows) == 6 and all(r["steps"] == 0 for r in rows)  # 2 lengths × (1 enrollment + 2 × 2 selectors)
+    assert all(1.0 <= r["dnsmos_ovrl"] <= 5.0 for r in rows)
     assert len(data["pruned"]) == 2 and all("every selector gives" in p["reason"] for p in data["pruned"])
     spec = json.loads((out / "ablation.json").read_text())
     heldout = {line.split(",")[1] for line in (HELDOUT_CORPUS / "manifest.csv").read_text().splitlines()[1:]}
@@ -152,7 +153,8 @@ def test_inference_only_axes_evaluate_one_model_without_training(tiny_model: Pat
         pieces = [read_audio(p)[0].shape[-1] for p in [item.enrollment, *item.more_enrollments]]
         assert len(pieces) == 2 and all(n == 8000 for n in pieces)  # two 0.5 s pieces at 16 kHz
     row = next(r for r in rows if r["selector"] == "mean" and r["sets"] == {"enroll_seconds": 0.5, "enrollments": 2})
-    again = evaluate_list(tsekit.load_model(tiny_model, selector="mean"), variant, tmp_path / "again")
+    again = evaluate_list(tsekit.load_model(tiny_model, selector="mean"), variant, tmp_path / "again",
+                          metrics=["si-sdr", "si-sdri"])
     assert again["si_sdri"] == pytest.approx(row["si_sdri"], abs=1e-3)
     pair = items[0].enrollments  # the selector has two enrollments to combine
     mean = tsekit.load_model(tiny_model, selector="mean").enroll(pair)

@@ -43,6 +43,7 @@ def ablate_cmd(
     eval_size: Annotated[int, typer.Option(help="Mixtures in the simulated evaluation list.")] = 32,
     eval_speakers: Annotated[int, typer.Option(help="Speakers held out of training for the evaluation list.")] = 8,
     eval_seconds: Annotated[float, typer.Option(help="Length of the evaluation mixtures (s).")] = 4.0,
+    metrics: Annotated[str | None, typer.Option(help="Metrics to score, comma-separated (default si-sdr,si-sdri,sdr,sdri,pesq,stoi,confusion,absent-energy; dnsmos needs tsekit[dnsmos]).")] = None,
     out: Annotated[str, typer.Option(help="Ablation folder.")] = "runs/ablate",
     resume: Annotated[bool, typer.Option(help="Skip finished cells and continue unfinished ones from their checkpoints.")] = False,
     dry_run: Annotated[bool, typer.Option(help="Print the cells (and pruned ones with reasons), run nothing.")] = False,
@@ -67,7 +68,7 @@ def ablate_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the cells or results as JSON.")] = False,
 ) -> None:
     """Train and evaluate every cell of a grid with the same budget, data and seed; report the table and plots."""
-    from tsekit.engine.ablation import ablate, make_executor
+    from tsekit.engine.ablation import ablate, make_executor, split_values
 
     reg = state_of(ctx).registry()
     kind = None if executor == "local" else executor  # as before: --workers N or --gpus alone mean processes
@@ -78,6 +79,7 @@ def ablate_cmd(
         selectors=selector or (), select_refs=select_ref or (), seeds=seed or ("0",), sets=list(set_ or []), budget=budget, out=out,
         experiment=experiment, overrides=list(override or []), preset=preset, corpus=corpus,
         eval_list=eval_list, eval_size=eval_size, eval_speakers=eval_speakers, eval_seconds=eval_seconds,
+        metrics=split_values(metrics) or None,
         executor=runner, resume=resume, baseline=baseline, init=init, trainable=train,
         allow_seen_speakers=allow_seen_speakers, model=model, enroll_seconds=enroll_seconds or (),
         enrollments=enrollments or (), eval_corpus=eval_corpus, dry_run=dry_run,

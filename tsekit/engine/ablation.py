@@ -433,6 +433,7 @@ def run_cell(out_dir: str | Path, cell_hash: str, seed: int, *, device: str = "a
         "status": "done", "n": summary.get("n"),
         "ref_hit_rate": (summary.get("all_means") or {}).get("ref_hit_rate"),
         **{k: summary.get(k) for k in ("si_sdri", "si_sdr", "sdri", "sdr", "pesq", "stoi", "confusion_rate")},
+        **_extra_means(summary),
         "steps": result.get("steps"), "stop_reason": result.get("stop_reason"),
         "train_time_s": result.get("train_time_s"), "train_cpu_s": result.get("train_cpu_s"),
         "eval_time_s": eval_time,
@@ -448,6 +449,13 @@ def run_cell(out_dir: str | Path, cell_hash: str, seed: int, *, device: str = "a
     }
     _write_json(cell_dir / "row.json", row)
     return row
+
+
+def _extra_means(summary: Mapping[str, Any]) -> dict[str, float]:
+    """The means of metrics beyond the default set (``--metrics ...,dnsmos``), as row columns (``dnsmos_ovrl``)."""
+    known = {"si-sdr", "si-sdri", "sdr", "sdri", "pesq", "stoi", "confusion", "absent-energy"}
+    return {k.replace("-", "_"): v for k, v in (summary.get("all_means") or {}).items()
+            if k not in known and not k.endswith("similarity")}
 
 
 def _init_counts(run_dir: Path) -> dict[str, Any]:
