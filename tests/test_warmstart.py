@@ -163,3 +163,27 @@ def test_inference_only_axes_evaluate_one_model_without_training(tiny_model: Pat
     assert "inference-only axes: give --model" in one_error_line(bad)
     bad = tsekit_cli(["ablate", "--model", str(tiny_model), "--encoder", "ecapa", "--out", str(tmp_path / "y")])
     assert "takes no training axes" in one_error_line(bad)
+
+
+def test_ablate_refuses_speakers_the_shipped_ecapa_was_trained_on(tmp_path: Path, tsekit_cli) -> None:
+    ecapa = tsekit.build(encoder="ecapa", fusion="film", backbone="speakerbeam", preset="tiny").encoder
+    seen = ecapa.seen_speakers
+    assert seen and len(seen) == 385  # the shipped card: 365 training + 20 validation speakers
+    from tsekit.data import DEMO_CORPUS
+    from tsekit.data.corpus import load_corpus
+
+    assert not set(load_corpus(DEMO_CORPUS / "manifest.csv").speakers) & set(seen)  # it never heard the demo corpus
+    corpus = tmp_path / "corpus.csv"  # the demo audio relabelled as speakers the ECAPA has heard
+    rows = [f"{DEMO_CORPUS / line.split(',')[0]},{seen[i]},10.0" for i, line in
+            enumerate((DEMO_CORPUS / "manifest.csv").read_text().splitlines()[1:])]
+    corpus.write_text("path,speaker,duration\n" + "\n".join(rows) + "\n")
+    result = tsekit_cli(["ablate", "--encoder", "ecapa", "--fusion", "film", "--preset", "tiny", "--corpus", str(corpus),
+                         "--eval-size", "2", "--eval-seconds", "1.0", "--eval-speakers", "4", "--budget", "1steps",
+                         "--out", str(tmp_path / "abl"), "--dry-run"])
+    assert result.exit_code == 0  # a dry run checks nothing
+    result = tsekit_cli(["ablate", "--encoder", "ecapa", "--fusion", "film", "--preset", "tiny", "--corpus", str(corpus),
+                         "--eval-size", "2", "--eval-seconds", "1.0", "--eval-speakers", "4", "--budget", "1steps",
+                         "--out", str(tmp_path / "abl")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "encoder ecapa (its pretrained weights) was trained on 4 of the evaluation speakers" in \
+        result.stderr.strip().splitlines()[-1]

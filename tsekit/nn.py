@@ -26,6 +26,9 @@ class SpeakerEncoder(nn.Module):
     frozen: bool = False
     embeds_audio: bool = True
     """False for an encoder that only stands for embeddings passed in (``precomputed``)."""
+    seen_speakers: list[str] | None = None
+    """The speakers its pretrained weights were trained or tuned on, when their card lists them (``tsekit ablate``
+    refuses to evaluate on them)."""
 
     def forward(self, wav: Tensor, lengths: Tensor | None = None) -> Tensor:
         raise NotImplementedError

@@ -1041,6 +1041,8 @@ def ablate(
             check_unseen(excluded, warm["seen_speakers"], f"--init {warm['source']}")
         warm["eval_speakers_seen"] = sorted(set(excluded) & set(warm["seen_speakers"]))
         warm["evaluation_only"] = model is not None
+    if model is None and not allow_seen_speakers:
+        _check_encoders_unseen(cells, excluded, reg)
     final_cells = []
     for cell in cells:  # every cell trains on the same speakers, none of the evaluation list's
         if model is not None:
@@ -1111,6 +1113,25 @@ def ablate(
         meta["warm start"] = _warm_text(warm)
     report = write_report(out, rows, baseline=baseline_hash, pruned=spec["pruned"], meta=meta) if rows else {}
     return AblationResult(out, cells, pruned, rows, failed, report, wall)
+
+
+def _check_encoders_unseen(cells: Sequence[Cell], eval_speakers: Sequence[str], registry: Any) -> None:
+    """Refuse evaluation speakers that a cell's pretrained encoder was trained on (its card lists them)."""
+    from tsekit.engine.experiment import model_plan
+    from tsekit.engine.warmstart import check_unseen
+    from tsekit.model import create_encoder
+
+    done: set[str] = set()
+    for cell in cells:
+        m = cell.train_config["model"]
+        key = stable_hash({k: m.get(k) for k in ("encoder", "encoder_options", "encoder_preset")})
+        if key in done:
+            continue
+        done.add(key)
+        plan = model_plan(m, registry)
+        if "encoder" in plan.components:
+            check_unseen(eval_speakers, create_encoder(plan.components["encoder"]).seen_speakers,
+                         f"encoder {cell.encoder} (its pretrained weights)")
 
 
 def _warm_start_spec(base: dict[str, Any], init: str | Path | None, trainable: str,

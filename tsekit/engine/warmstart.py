@@ -88,7 +88,8 @@ def seen_speakers(folder: Path) -> list[str] | None:
             data = json.loads(card.read_text(encoding="utf-8"))
             section = data.get("data", data)
             if "train_speakers" in section:
-                return sorted({str(s) for key in ("train_speakers", "val_speakers") for s in section.get(key) or []})
+                return sorted({str(s) for key in ("train_speakers", "val_speakers", "validation_speakers")
+                               for s in section.get(key) or []})
     for run in (folder, folder.parent):
         config = run / "config.json"
         if config.is_file():

@@ -8,6 +8,7 @@ relative ``wav_lens``.
 
 from __future__ import annotations
 
+import json
 import types
 from pathlib import Path
 from typing import Any, cast
@@ -118,6 +119,7 @@ class SpeechBrainEncoder(SpeakerEncoder):
                 f"({'; '.join(p for p in parts if p)})"
             )
         self.model.load_state_dict(state)
+        self.seen_speakers = _card_speakers(folder / "card.json")
         if self.config.normalize:
             emb_path = folder / "mean_var_norm_emb.ckpt"
             stats = _torch_load(emb_path, "the embedding normalisation")
@@ -252,3 +254,11 @@ def save_pretrained_folder(encoder: SpeakerEncoder, directory: str | Path, *, sa
         std = encoder.embedding_std.detach().cpu() if encoder.embedding_std is not None else torch.ones_like(mean)
         torch.save({"count": 0, "glob_mean": mean, "glob_std": std}, folder / "mean_var_norm_emb.ckpt")
     return folder
+
+
+def _card_speakers(card: Path) -> list[str] | None:
+    """The training and validation speakers a model card lists (tsekit's own pretrained folders have one)."""
+    if not card.is_file():
+        return None
+    data = json.loads(card.read_text(encoding="utf-8")).get("data") or {}
+    return sorted({str(s) for key in ("train_speakers", "validation_speakers") for s in data.get(key) or []}) or None
