@@ -28,7 +28,7 @@ import pluggy
 
 PROJECT = "tsekit"
 ENTRY_POINT_GROUP = "tsekit"
-PLUGIN_API = "1.0"
+PLUGIN_API = "1.1"
 """The plugin interface's version (hooks, register, contracts, base classes); a plugin module may state the
 major version it needs as ``TSEKIT_PLUGIN_API`` (docs/plugins.md, versions and deprecation)."""
 
