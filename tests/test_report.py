@@ -250,7 +250,7 @@ def test_write_report(out: Path) -> None:
             "wall time": "1h 02m", "machine": "2 CPU cores"}
     pruned = [{"cell": "ecapa/film/speakerbeam@tcn.9", "reason": "site tcn.9 does not exist"}, ("x/y/z@0", "too big")]
     written = write_report(out, baseline=A, pruned=pruned, meta=meta)
-    assert set(written) == {"report", "bars", "heatmap_dvector_speakerbeam", "heatmap_ecapa_speakerbeam"}
+    assert set(written) == {"report", "html", "bars", "heatmap_dvector_speakerbeam", "heatmap_ecapa_speakerbeam"}
     for key in ("bars", "heatmap_dvector_speakerbeam", "heatmap_ecapa_speakerbeam"):
         assert_png(written[key])
     text = written["report"].read_text(encoding="utf-8")
@@ -321,7 +321,7 @@ def test_rebuild_report_uses_the_ablation_json_and_refuses_an_unknown_baseline(o
 def test_write_report_one_cell_one_seed_no_csv(tmp_path: Path) -> None:
     rows = [make_row("dvector/film/speakerbeam@tcn.0", A, 0, 7.25, pesq=math.nan)]
     written = write_report(tmp_path, rows)
-    assert set(written) == {"report", "bars", "heatmap_dvector_speakerbeam"}
+    assert set(written) == {"report", "html", "bars", "heatmap_dvector_speakerbeam"}
     assert_png(written["bars"])
     text = written["report"].read_text(encoding="utf-8")
     assert "| 1 | dvector/film/speakerbeam@tcn.0 | tcn.0 (first) | 7.25 | 7.75 | – | 0.900 | 5.0 |" in text

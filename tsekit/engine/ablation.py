@@ -294,7 +294,7 @@ def _floats(values: Sequence[Any] | str, option: str) -> list[float]:
 
 def enrollment_variant(eval_list: Path, length: float | None, count: int) -> Path:
     """The evaluation list with every enrollment cut into ``count`` consecutive pieces of ``length`` s (all of it
-    when None), written once beside the list (``variants/``); rows record the speech they were given."""
+    when None) from its first speech on, written once beside the list (``variants/``); rows record what they got."""
     from tsekit.data.audio import read_audio
     from tsekit.data.evallist import MORE_ENROLLMENTS, read_eval_list, write_eval_list
     from tsekit.inference import MIN_ENROLLMENT_SECONDS
@@ -309,6 +309,7 @@ def enrollment_variant(eval_list: Path, length: float | None, count: int) -> Pat
     rows = []
     for item in read_eval_list(eval_list):
         wav, sr = read_audio(item.enrollment)
+        wav = wav[..., _speech_onset(wav, sr):]
         voiced = wav.abs().nonzero()
         wav = wav[..., : int(voiced[-1, -1]) + 1] if len(voiced) else wav  # the simulator pads with zeros
         piece = wav.shape[-1] // count if length is None else round(length * sr)
@@ -326,6 +327,17 @@ def enrollment_variant(eval_list: Path, length: float | None, count: int) -> Pat
                      "enrollments_used": len(paths),
                      MORE_ENROLLMENTS: ";".join(p.relative_to(folder).as_posix() for p in paths[1:])})
     return write_eval_list(listing, rows)
+
+
+def _speech_onset(wav: Any, sample_rate: int, frame_seconds: float = 0.02, below_peak_db: float = 20.0) -> int:
+    """The first sample of the first 20 ms frame within ``below_peak_db`` of the loudest frame's energy."""
+    frame = max(1, int(frame_seconds * sample_rate))
+    usable = wav.shape[-1] // frame * frame
+    if usable == 0:
+        return 0
+    energy = wav.reshape(-1)[:usable].reshape(-1, frame).pow(2).mean(dim=1)
+    loud = (energy >= energy.max() * 10 ** (-below_peak_db / 10)).nonzero()
+    return int(loud[0, 0]) * frame if len(loud) else 0
 
 
 def _placement_text(value: Any) -> str:
@@ -446,9 +458,15 @@ def run_cell(out_dir: str | Path, cell_hash: str, seed: int, *, device: str = "a
         **_init_counts(run_dir),
         "config_hash": cell_hash, "train_hash": cell["train_hash"],
         "metrics_csv": f"cells/{cell_hash}/seed-{seed}/metrics.csv",
+        "model": _relative(run_dir, out), "eval_list": _relative(eval_list, out),
     }
     _write_json(cell_dir / "row.json", row)
     return row
+
+
+def _relative(path: Path, out: Path) -> str:
+    path, out = Path(path).resolve(), out.resolve()
+    return path.relative_to(out).as_posix() if path.is_relative_to(out) else str(path)
 
 
 def _extra_means(summary: Mapping[str, Any]) -> dict[str, float]:

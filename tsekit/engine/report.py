@@ -1,4 +1,5 @@
-"""Reporting for ``tsekit ablate``: per-cell summaries, paired differences, tables, figures and ``report.md``.
+"""Reporting for ``tsekit ablate``: per-cell summaries, paired differences, tables, figures, ``report.md`` and
+``report.html`` (:mod:`tsekit.engine.report_html`).
 
 Reads the ablation output layout (``OUT/results.jsonl`` and the per-mixture ``metrics.csv`` files).
 matplotlib, scipy and rich are imported inside the functions that need them.
@@ -7,6 +8,7 @@ matplotlib, scipy and rich are imported inside the functions that need them.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import re
@@ -22,20 +24,27 @@ from tsekit.io import atomic_open
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from tsekit.engine.report_html import Page
+
 __all__ = [
     "METRICS",
     "CellSummary",
     "PairedDiff",
+    "Slicing",
     "bar_chart",
+    "colour_scale",
     "heatmaps",
+    "learning_curves",
     "load_rows",
     "markdown_table",
     "mean_ci",
     "paired_differences",
+    "pick_mixtures",
     "rebuild_report",
     "resolve_baseline",
     "rich_table",
     "similarity_by_cell",
+    "slicings",
     "summarize",
     "write_report",
 ]
@@ -422,10 +431,11 @@ def _natural(text: str) -> list[Any]:
     return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text)]
 
 
-def _grid(
+def _grid_cells(
     summaries: Sequence[CellSummary], encoder: str, backbone: str, metric: str
-) -> tuple[list[str], list[str], list[list[float]], bool]:
-    """Fusions (rows), adaptation layers (columns), values (NaN when missing), whether cells were merged."""
+) -> tuple[list[str], list[str], list[list[CellSummary | None]], bool]:
+    """Fusions (rows), adaptation layers (columns), the cell at each (None when missing), whether cells were
+    merged (the best one is kept)."""
     chosen: dict[tuple[str, str], CellSummary] = {}
     merged = False
     for s in sorted(summaries, key=lambda s: _better_first(metric, s.mean(metric))):  # keep the best
@@ -438,8 +448,36 @@ def _grid(
             chosen[key] = s
     fusions = sorted({f for f, _ in chosen}, key=_natural)
     layers = sorted({a for _, a in chosen}, key=_natural)
-    values = [[chosen[(f, a)].mean(metric) if (f, a) in chosen else math.nan for a in layers] for f in fusions]
-    return fusions, layers, values, merged
+    return fusions, layers, [[chosen.get((f, a)) for a in layers] for f in fusions], merged
+
+
+def _grid(
+    summaries: Sequence[CellSummary], encoder: str, backbone: str, metric: str
+) -> tuple[list[str], list[str], list[list[float]], bool]:
+    """Fusions (rows), adaptation layers (columns), values (NaN when missing), whether cells were merged."""
+    fusions, layers, cells, merged = _grid_cells(summaries, encoder, backbone, metric)
+    return fusions, layers, [[c.mean(metric) if c else math.nan for c in row] for row in cells], merged
+
+
+CI_SPANS = 3.0
+"""A heatmap's colour scale reaches at least this many typical CI half-widths either side of its centre."""
+
+
+def colour_scale(
+    summaries: Sequence[CellSummary], half_widths: Sequence[float], metric: str = "si_sdri",
+    baseline: str | None = None,
+) -> tuple[float, float]:
+    """Centre and half-span of the heatmaps' shared colour scale: centred on the baseline cell's mean (else the
+    mean of the cells), reaching the farthest cell and at least :data:`CI_SPANS` times the median CI half-width
+    (``half_widths``, one per summary), so that differences within the CIs get nearly the same colour."""
+    means = {s.cell_hash: s.mean(metric) for s in summaries if math.isfinite(s.mean(metric))}
+    if not means:
+        return math.nan, math.nan
+    centre = means.get(baseline or "", statistics.fmean(means.values()))
+    widths = [h for h in half_widths if math.isfinite(h) and h > 0]
+    floor = CI_SPANS * statistics.median(widths) if widths else 0.0
+    half = max(floor, *(abs(v - centre) for v in means.values()))
+    return centre, half if half > 0 else 1.0
 
 
 def _save(fig: Any, path: Path) -> Path:
@@ -451,41 +489,54 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def heatmaps(out_dir: str | Path, summaries: Sequence[CellSummary], metric: str = "si_sdri") -> list[Path]:
-    """One ``heatmap_<encoder>_<backbone>.png`` per (encoder, backbone): fusion × adaptation layer."""
+def heatmaps(out_dir: str | Path, summaries: Sequence[CellSummary], metric: str = "si_sdri",
+             baseline: str | None = None) -> list[Path]:
+    """One ``heatmap_<encoder>_<backbone>.png`` per (encoder, backbone): fusion × adaptation layer, each cell
+    with its mean and 95 % CI. All share one diverging colour scale (:func:`colour_scale`, centred on the
+    ``baseline`` cell hash or the mean), so noise within the CIs does not look like an effect."""
     import numpy as np
     from matplotlib.figure import Figure
 
     out = Path(out_dir)
+    errors, sources = _bar_errors(out, summaries, metric, per_mixture_ci=True)
+    half_width = {s.cell_hash: (e if src != "none" else math.nan)
+                  for s, e, src in zip(summaries, errors, sources, strict=True)}
+    centre, half = colour_scale(summaries, list(half_width.values()), metric, baseline)
+    base = next((s for s in summaries if s.cell_hash == baseline and math.isfinite(s.mean(metric))), None)
+    ci_note = " (over mixtures for one seed)" if "mixtures" in sources else ""
     written = []
     pairs = dict.fromkeys((s.encoder, s.backbone) for s in summaries)
     for encoder, backbone in pairs:
-        fusions, layers, values, merged = _grid(summaries, encoder, backbone, metric)
+        fusions, layers, cells, merged = _grid_cells(summaries, encoder, backbone, metric)
+        values = [[c.mean(metric) if c else math.nan for c in row] for row in cells]
         data = np.ma.masked_invalid(np.array(values, dtype=float))
         if data.count() == 0:
             continue
-        fig = Figure(figsize=(1.6 + 1.3 * len(layers), 1.4 + 0.6 * len(fusions)))
+        fig = Figure(figsize=(2.0 + 1.5 * len(layers), 1.6 + 0.75 * len(fusions)))
         ax = fig.add_subplot()
-        cmap = "viridis_r" if metric in LOWER_IS_BETTER else "viridis"
-        image = ax.imshow(data, cmap=cmap, aspect="auto")
-        low, high = float(data.min()), float(data.max())
-        for i, row in enumerate(values):
-            for j, value in enumerate(row):
-                if math.isfinite(value):
-                    light = high == low or (value - low) / (high - low) < 0.5
-                    if metric in LOWER_IS_BETTER:
-                        light = not light
-                    ax.text(j, i, f"{value:.2f}", ha="center", va="center", color="white" if light else "black")
+        cmap = "RdBu" if metric in LOWER_IS_BETTER else "RdBu_r"
+        image = ax.imshow(data, cmap=cmap, aspect="auto", vmin=centre - half, vmax=centre + half)
+        digits = 3 if metric in ("stoi", "confusion_rate") else 2
+        for i, row in enumerate(cells):
+            for j, cell in enumerate(row):
+                if cell is None or not math.isfinite(cell.mean(metric)):
+                    continue
+                text = _fmt(cell.mean(metric), digits)
+                if math.isfinite(half_width[cell.cell_hash]):
+                    text += f"\n± {_fmt(half_width[cell.cell_hash], digits)}"
+                light = abs(cell.mean(metric) - centre) / half > 0.6
+                ax.text(j, i, text, ha="center", va="center", fontsize=9, color="white" if light else "black")
         ax.set_xticks(range(len(layers)), labels=layers, rotation=30 if len(layers) > 3 else 0,
                       ha="right" if len(layers) > 3 else "center")
         ax.set_yticks(range(len(fusions)), labels=fusions)
         ax.set_xlabel("adaptation layer")
         ax.set_ylabel("fusion")
         fig.colorbar(image, ax=ax, label=LABELS.get(metric, metric))
-        title = f"{SHORT.get(metric, metric)}: {encoder} / {backbone}"
+        title = f"{SHORT.get(metric, metric)}: {encoder} / {backbone}\nmean ± 95 % CI{ci_note}"
+        title += f"\ncolour centred on the {'baseline' if base is not None else 'mean'} ({_fmt(centre, digits)})"
         if merged:
             title += "\n(best over other axes: selector, --set)"
-        ax.set_title(title)
+        ax.set_title(title, fontsize=10)
         written.append(_save(fig, out / f"heatmap_{_safe(encoder)}_{_safe(backbone)}.png"))
     return written
 
@@ -533,6 +584,240 @@ def bar_chart(
     ax.legend(handles=[Patch(color=colours[k], label=legend[k]) for k in used], fontsize=8, loc="best")
     ax.set_title(f"{SHORT.get(metric, metric)} per cell")
     return _save(fig, out / "bars.png")
+
+
+# ---------------------------------------------------------------- learning curves, slices, mixtures to listen to
+
+
+def _read_log(path: Path) -> list[dict[str, Any]]:
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # a line torn by a kill
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def _run_dir(out: Path, row: Mapping[str, Any]) -> Path | None:
+    """The training run folder of a result row (None when the row names none)."""
+    train_hash = row.get("train_hash")
+    return out / "train" / str(train_hash) / f"seed-{row.get('seed', 0)}" if train_hash else None
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def _smooth(values: Sequence[float]) -> list[float]:
+    """Running mean over a twentieth of the points (train losses are noisy)."""
+    width = max(1, len(values) // 20)
+    return [statistics.fmean(values[max(0, i - width + 1): i + 1]) for i in range(len(values))]
+
+
+def learning_curves(out: Path, summaries: Sequence[CellSummary], metric: str = "si_sdri") -> bytes | None:
+    """A PNG with the train loss and the validation metric (``metric``, else SI-SDRi) over steps of every cell's
+    runs (seeds share a colour; cells sharing a run share its line); None when no run has a ``metrics.jsonl``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    runs: dict[Path, list[str]] = {}
+    for s in summaries:
+        for row in s.rows:
+            run = _run_dir(out, row)
+            if run is not None and (run / "metrics.jsonl").is_file():
+                runs.setdefault(run, [])
+                if s.cell not in runs[run]:
+                    runs[run].append(s.cell)
+    if not runs:
+        return None
+    logs = {run: _read_log(run / "metrics.jsonl") for run in runs}
+    val_rows = [r for records in logs.values() for r in records if r.get("split") == "val"]
+    val_name = metric if any(_number(r.get(metric)) for r in val_rows) else "si_sdri"
+    fig = Figure(figsize=(11, 4.2 + 0.2 * math.ceil(len(summaries) / 3)), layout="constrained")
+    loss_ax, val_ax = fig.subplots(1, 2)
+    colours: dict[str, str] = {}
+    for run, records in logs.items():
+        label = " | ".join(runs[run])
+        first = label not in colours
+        colour = colours.setdefault(label, f"C{len(colours) % 10}")
+        train = [(r["step"], r["loss"]) for r in records if r.get("split") == "train" and _number(r.get("loss"))]
+        val = [(r["step"], r[val_name]) for r in records if r.get("split") == "val" and _number(r.get(val_name))]
+        if train:
+            steps, losses = zip(*train, strict=True)
+            loss_ax.plot(steps, _smooth(losses), color=colour, linewidth=1.2, label=label if first else None)
+        if val:
+            steps, values = zip(*val, strict=True)
+            val_ax.plot(steps, values, color=colour, marker="o", markersize=3, linewidth=1.2)
+    loss_ax.set_title("train loss (running mean)", fontsize=10)
+    loss_ax.set_xlabel("step")
+    val_ax.set_title(f"validation {SHORT.get(val_name, val_name)}", fontsize=10)
+    val_ax.set_xlabel("step")
+    val_ax.set_ylabel(LABELS.get(val_name, val_name))
+    fig.legend(loc="outside lower center", ncol=min(3, len(colours)), fontsize=8, frameon=False)
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _recorded(out: Path, value: Any) -> Path:
+    """A path that the ablation recorded: relative to ``out`` unless absolute."""
+    path = Path(str(value))
+    return path if path.is_absolute() else out / path
+
+
+def _model_of(out: Path, row: Mapping[str, Any]) -> Path | None:
+    """The saved model a result row was scored with: the row's ``model``, else its training run folder."""
+    return _recorded(out, row["model"]) if row.get("model") else _run_dir(out, row)
+
+
+def _eval_items(out: Path, listed: Any) -> tuple[dict[str, Any], str | None]:
+    """The rows of the evaluation list ``listed`` (as recorded) by mixture_id, or why there are none."""
+    from tsekit.data.evallist import read_eval_list
+
+    if not listed:
+        return {}, "no evaluation list recorded"
+    try:
+        return {i.mixture_id: i for i in read_eval_list(_recorded(out, listed), check_files=False)}, None
+    except TsekitError as exc:
+        return {}, str(exc)
+
+
+@dataclass(frozen=True)
+class Slicing:
+    """One way to split the evaluation list: its groups (in order), the mixtures in each, and per cell the
+    mean and 95 % CI half-width (over mixtures, seeds pooled) of the metric in each group."""
+
+    title: str
+    groups: tuple[str, ...]
+    sizes: dict[str, int]
+    by_cell: dict[str, dict[str, tuple[float, float, int]]]  # cell hash → group → (mean, half-width, n)
+
+
+def _numbers(text: str) -> list[float]:
+    out = []
+    for part in (text or "").split(";"):
+        try:
+            out.append(float(part))
+        except ValueError:
+            continue
+    return [v for v in out if math.isfinite(v)]
+
+
+def _binned(values: Mapping[str, float], unit: str, digits: int, bins: int = 3) -> tuple[dict[str, str], list[str]]:
+    """``mixture_id -> group``: one group per value when there are at most ``bins + 1`` distinct ones, else
+    ``bins`` quantile bins (by rank) labelled with their ranges. Empty when the values do not vary."""
+    distinct = sorted({round(v, digits) for v in values.values()})
+    if len(distinct) < 2:
+        return {}, []
+    if len(distinct) <= bins + 1:
+        label = {v: f"{v:.{digits}f}{unit}" for v in distinct}
+        return {m: label[round(v, digits)] for m, v in values.items()}, [label[v] for v in distinct]
+    ranked = sorted(values.items(), key=lambda kv: kv[1])
+    groups: dict[str, str] = {}
+    order = []
+    size, extra = divmod(len(ranked), bins)
+    start = 0
+    for b in range(bins):
+        part = ranked[start: start + size + (1 if b < extra else 0)]
+        start += len(part)
+        if not part:
+            continue
+        name = f"{part[0][1]:.{digits}f} … {part[-1][1]:.{digits}f}{unit}"
+        order.append(name)
+        groups.update((m, name) for m, _ in part)
+    return groups, order
+
+
+def _genders(spec: Mapping[str, Any]) -> dict[str, str]:
+    """``speaker -> f|m`` from the ablation's corpus manifest (empty for a speaker tree or without genders)."""
+    from tsekit.data import DEMO_CORPUS
+    from tsekit.data.corpus import load_corpus
+
+    source = spec.get("train_corpus") or DEMO_CORPUS / "manifest.csv"
+    sources = [Path(p) for p in (source if isinstance(source, list | tuple) else [source])]
+    if not all(p.is_file() for p in sources):  # a speaker tree has no gender column
+        return {}
+    try:
+        corpus = load_corpus(sources if len(sources) > 1 else sources[0])
+    except TsekitError:
+        return {}
+    return {u.speaker: u.gender for u in corpus.utterances if u.gender}
+
+
+def _strongest_interferer(item: Any) -> str | None:
+    speakers = [s for s in item.extras.get("interferers", "").split(";") if s]
+    if not speakers:
+        return None
+    sirs = _numbers(item.extras.get("sir_db", ""))
+    return speakers[min(range(len(speakers)), key=lambda i: sirs[i])] if len(sirs) == len(speakers) else speakers[0]
+
+
+def _enrollment_seconds(item: Any) -> float:
+    import soundfile as sf
+
+    try:
+        return float(sf.info(str(item.enrollment)).duration)
+    except (OSError, RuntimeError, sf.LibsndfileError):
+        return math.nan
+
+
+def slicings(out: str | Path, summaries: Sequence[CellSummary], items: Mapping[str, Any],
+             genders: Mapping[str, str], metric: str = "si_sdri") -> list[Slicing]:
+    """The per-slice results of every cell: by SIR (of the strongest interferer, ``sir_db``), by same or
+    different gender of the target and that interferer (mixtures whose speakers' genders ``genders`` knows),
+    and by enrollment length (the file's). A slicing whose groups do not vary is left out."""
+    out = Path(out)
+    splits: list[tuple[str, dict[str, str], list[str]]] = []
+    sirs = {m: min(v) for m, item in items.items() if (v := _numbers(item.extras.get("sir_db", "")))}
+    splits.append(("SIR of the strongest interferer", *_binned(sirs, " dB", 1)))
+    pairs = {}
+    for m, item in items.items():
+        other = _strongest_interferer(item)
+        target = genders.get(item.extras.get("target_speaker", ""))
+        if other is not None and target and genders.get(other):
+            pairs[m] = "same gender" if genders[other] == target else "different gender"
+    order = [g for g in ("same gender", "different gender") if g in pairs.values()]
+    splits.append(("Target and strongest interferer", pairs if len(order) == 2 else {}, order))
+    lengths = {m: sec for m, item in items.items() if math.isfinite(sec := _enrollment_seconds(item))}
+    splits.append(("Enrollment length", *_binned(lengths, " s", 1)))
+
+    pooled = {s.cell_hash: [(m, v) for row in s.rows for m, v in (_per_mixture(out, row, metric) or {}).items()]
+              for s in summaries}
+    result = []
+    for title, groups, order in splits:
+        if not groups:
+            continue
+        by_cell = {}
+        for s in summaries:
+            cell: dict[str, tuple[float, float, int]] = {}
+            for group in order:
+                values = [v for m, v in pooled[s.cell_hash] if groups.get(m) == group and math.isfinite(v)]
+                cell[group] = (*mean_ci(values), len(values))
+            by_cell[s.cell_hash] = cell
+        sizes = {g: sum(1 for m in groups.values() if m == g) for g in order}
+        result.append(Slicing(title, tuple(order), sizes, by_cell))
+    return result
+
+
+def pick_mixtures(out: str | Path, summary: CellSummary, metric: str = "si_sdri") -> tuple[dict[str, Any],
+                                                                                              list[tuple[str, str, float]]]:
+    """A cell's first seed's row and its best, median and worst mixture by ``metric`` (``(pick, mixture_id,
+    value)``; fewer when fewer mixtures were scored)."""
+    if not summary.rows:
+        return {}, []
+    row = min(summary.rows, key=lambda r: int(r.get("seed", 0)))
+    per = _per_mixture(Path(out), row, metric) or {}
+    ranked = sorted(((m, v) for m, v in per.items() if math.isfinite(v)), key=lambda mv: _better_first(metric, mv[1]))
+    if not ranked:
+        return row, []
+    picks: dict[int, tuple[str, str, float]] = {}
+    for name, i in (("best", 0), ("median", (len(ranked) - 1) // 2), ("worst", len(ranked) - 1)):
+        picks.setdefault(i, (name, *ranked[i]))
+    return row, list(picks.values())
 
 
 # ---------------------------------------------------------------- report.md
@@ -619,6 +904,71 @@ def _reading(summaries: Sequence[CellSummary], baseline: CellSummary | None, dif
             "at the 5 % level.")
 
 
+PAIRED_NOTE = "Per mixture, same seed and mixture; 95 % CI and two-sided p from a paired t test."
+
+
+def _diff_table(diffs: Sequence[PairedDiff], metric: str) -> tuple[list[str], list[list[str]]]:
+    """The paired differences' header and rows."""
+    unit = UNITS.get(metric, "").strip()
+    header = ["cell", f"Δ {SHORT.get(metric, metric)}" + (f" ({unit})" if unit else ""), "95 % CI", "p", "n"]
+    return header, [[d.cell, f"{d.mean:+.2f}", f"[{d.ci_low:+.2f}, {d.ci_high:+.2f}]" if math.isfinite(d.ci_low)
+                     else DASH, _fmt_p(d.p_value), str(d.n)] for d in diffs]
+
+
+def _html_page(out: Path, spec: Mapping[str, Any], summaries: Sequence[CellSummary], base: CellSummary | None,
+               diffs: Sequence[PairedDiff], metric: str) -> Page:
+    """``report.html``'s :class:`~tsekit.engine.report_html.Page`, less the run facts, reading and figures that
+    ``report.md`` shares with it."""
+    from tsekit.engine.report_html import ListenCell, Page
+    from tsekit.engine.report_html import Table as Grid
+
+    short, unit = SHORT.get(metric, metric), UNITS.get(metric, "")
+    header, body = _table_rows(summaries, metric)
+    highlight = next((i for i, s in enumerate(summaries) if base is not None and s.cell_hash == base.cell_hash), None)
+    page = Page(info=[], ranked_title=f"Results (ranked by {short}, mean ± 95 % CI over seeds)",
+                ranked=Grid(header, body, ("cell", "adapt layer"), highlight if len(summaries) > 1 else None),
+                reading="")
+    if base is not None and diffs:
+        page.paired_title = f"Paired differences vs the baseline `{base.cell}` (highlighted above)"
+        page.paired, page.paired_note = Grid(*_diff_table(diffs, metric)), PAIRED_NOTE
+    page.figures_note = (f"Heatmap colours share one scale centred on the {'baseline' if base else 'mean'} that "
+                         f"reaches at least {CI_SPANS:g} typical CI half-widths either way: cells whose difference "
+                         "lies within the CIs look alike.")
+    page.curves = learning_curves(out, summaries, metric)
+    lists = {spec.get("eval_list"): _eval_items(out, spec.get("eval_list"))}
+    items = lists[spec.get("eval_list")][0]
+    page.slices_note = (f"{short} mean ± 95 % CI over the mixtures of each slice (a cell's seeds pooled); n: the "
+                        "slice's mixtures in the evaluation list.")
+    for sl in slicings(out, summaries, items, _genders(spec) if items else {}, metric):
+        table = Grid(["cell", *(f"{g} (n={sl.sizes[g]})" for g in sl.groups)], [])
+        for s in summaries:
+            means = [sl.by_cell[s.cell_hash][g] for g in sl.groups]
+            table.body.append([s.cell, *(_fmt(m) + (f" ± {_fmt(h)}" if math.isfinite(h) else "") for m, h, _ in means)])
+        page.slices.append((sl.title, table))
+    page.listen_note = (f"Per cell (its first seed), the best, median and worst mixture by {short}: the mixture, the "
+                        "enrollment, the cell's estimate (its saved model run again on the mixture, as in its "
+                        "evaluation) and the target, each with its spectrogram.")
+    for rank, s in enumerate(summaries, 1):
+        row, picks = pick_mixtures(out, s, metric)
+        listed = row.get("eval_list") or spec.get("eval_list")  # a cell may be scored on a variant of the list
+        if listed not in lists:
+            lists[listed] = _eval_items(out, listed)
+        cell_items, note = lists[listed]
+        facts = []
+        for name, mixture_id, value in picks:
+            item = cell_items.get(mixture_id)
+            said = [f"{short} {_fmt(value)}{unit}"]
+            if item is not None and (sirs := _numbers(item.extras.get("sir_db", ""))):
+                said.append(f"SIR {min(sirs):.1f} dB")
+            if item is not None and item.extras.get("target_speaker"):
+                said.append(f"target speaker {item.extras['target_speaker']}")
+            facts.append((name, mixture_id, ", ".join(said)))
+        chosen = {m: cell_items[m] for _, m, _ in picks if m in cell_items}
+        page.listen.append(ListenCell(f"{rank}. {s.cell}", f"{s.cell_hash}/{row.get('seed', 0)}", _model_of(out, row),
+                                      s.selector, str(row.get("select_ref") or "given"), facts, chosen, note))
+    return page
+
+
 def write_report(
     out_dir: str | Path,
     rows: Sequence[Mapping[str, Any]] | None = None,
@@ -628,7 +978,8 @@ def write_report(
     meta: Mapping[str, Any] | None = None,
     metric: str = "si_sdri",
 ) -> dict[str, Path]:
-    """Write the figures and ``OUT/report.md``; returns ``{"report": ..., "bars": ..., "heatmap_...": ...}``.
+    """Write the figures, ``OUT/report.md`` and ``OUT/report.html`` (:mod:`tsekit.engine.report_html`); returns
+    ``{"report": ..., "html": ..., "bars": ..., "heatmap_...": ...}``.
 
     ``rows`` defaults to ``OUT/results.jsonl``; ``baseline`` (cell hash or label) and ``pruned``
     (``{"cell", "reason"}`` dicts or pairs) default to ``OUT/ablation.json``'s; a baseline without
@@ -648,28 +999,25 @@ def write_report(
     diffs.sort(key=lambda d: rank[d.cell_hash])
 
     written: dict[str, Path] = {}
-    for path in heatmaps(out, summaries, metric):
+    for path in heatmaps(out, summaries, metric, baseline=base_hash):
         written[path.stem] = path
     written["bars"] = bar_chart(out, summaries, metric)
 
-    short, unit = SHORT.get(metric, metric), UNITS.get(metric, "").strip()
+    short = SHORT.get(metric, metric)
     lines = ["# Ablation report", "", "## What was run", ""]
     info = dict(meta or {})
     info.setdefault("cells", len(summaries))
     info.setdefault("result rows (cell × seed)", len(rows))
     lines += [f"- **{k}**: {_meta_value(k, v)}" for k, v in info.items() if v is not None]
+    reading = _reading(summaries, base, diffs, metric)
     lines += ["", f"## Results (ranked by {short}, mean ± 95 % CI over seeds)", "", markdown_table(summaries, metric),
-              "## Reading", "", _reading(summaries, base, diffs, metric), ""]
+              "## Reading", "", reading, ""]
     if base is not None and len(summaries) > 1:
         lines += [f"## Paired differences vs the baseline `{base.cell}`", ""]
         if base_note:
             lines += [base_note, ""]
         if diffs:
-            lines += ["Per mixture, same seed and mixture; 95 % CI and two-sided p from a paired t test.", "",
-                      _markdown(["cell", f"Δ {short}" + (f" ({unit})" if unit else ""), "95 % CI", "p", "n"],
-                                [[d.cell, f"{d.mean:+.2f}",
-                                  f"[{d.ci_low:+.2f}, {d.ci_high:+.2f}]" if math.isfinite(d.ci_low) else DASH,
-                                  _fmt_p(d.p_value), str(d.n)] for d in diffs], left=("cell",))]
+            lines += [PAIRED_NOTE, "", _markdown(*_diff_table(diffs, metric), left=("cell",))]
         else:
             lines += ["No per-mixture metrics shared with the baseline: paired differences skipped.", ""]
     lines += _similarity_section(similarity_by_cell(out, summaries))
@@ -680,15 +1028,23 @@ def write_report(
     lines += ["## Figures", ""]
     for key, path in written.items():
         lines += [f"![{key}]({path.name})", ""]
+    lines += [("[report.html](report.html) adds learning curves, results by slice and each cell's best, median "
+               "and worst mixture to listen to."), ""]
     report = out / "report.md"
     with atomic_open(report, "w", encoding="utf-8") as fh:
         fh.write("\n".join(lines))
+    from tsekit.engine.report_html import write_html
+
+    page = _html_page(out, spec, summaries, base, diffs, metric)
+    page.info = [(k, _meta_value(k, v)) for k, v in info.items() if v is not None]  # as report.md has them
+    page.reading, page.notes, page.figures = reading, [base_note] if base_note else [], list(written.values())
+    written["html"] = write_html(out, page)
     written["report"] = report
     return written
 
 
 def rebuild_report(out_dir: str | Path, *, baseline: str | None = None, metric: str = "si_sdri") -> dict[str, Path]:
-    """Rebuild an ablation folder's figures and ``report.md`` from what it holds (``tsekit report``; also while
+    """Rebuild an ablation folder's figures, ``report.md`` and ``report.html`` from what it holds (``tsekit report``; also while
     the ablation still runs). ``baseline``: a cell label or hash with result rows (default: the ablation's).
     Returns :func:`write_report`'s paths."""
     out = Path(out_dir)
