@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 import torch
 
+from tsekit.testing import tone_items
+
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("tensorboard") is None, reason="needs tensorboard: pip install 'tsekit[tensorboard]'"
 )
@@ -18,20 +20,6 @@ pytestmark = pytest.mark.skipif(
 
 class Stop(Exception):
     """Raised from on_progress: the run stops between checkpoints, as a killed one does."""
-
-
-def _tones(n: int, offset: int = 0) -> list[dict[str, torch.Tensor]]:
-    """Target tone + interfering tone at 8 kHz; the enrollment is the target's pitch (item i depends on i only)."""
-    items = []
-    for i in range(offset, offset + n):
-        g = torch.Generator().manual_seed(i)
-        t = torch.arange(1600) / 8000
-        f1, f2 = 200 + 300 * torch.rand(1, generator=g), 1500 + 500 * torch.rand(1, generator=g)
-        target = 0.5 * torch.sin(2 * torch.pi * f1 * t)
-        enrollment = 0.5 * torch.sin(2 * torch.pi * f1 * torch.arange(3200) / 8000 + 2.0)
-        items.append({"mixture": target + 0.5 * torch.sin(2 * torch.pi * f2 * t + 1.0), "target": target,
-                      "enrollment": enrollment})
-    return items
 
 
 def _fit(out: Path, steps: int, stop_at: int | None = None) -> None:
@@ -45,10 +33,10 @@ def _fit(out: Path, steps: int, stop_at: int | None = None) -> None:
 
     torch.manual_seed(0)
     model = tsekit.build("dvector", "film", "speakerbeam", preset="tiny")
-    val = [{k: torch.stack([it[k] for it in _tones(2, 10_000)]) for k in ("mixture", "target", "enrollment")}]
+    val = [{k: torch.stack([it[k] for it in tone_items(2, 10_000)]) for k in ("mixture", "target", "enrollment")}]
     cfg = LoopConfig(batch_size=2, max_steps=steps, checkpoint_every=2, log_every=1, val_every=3,
                      optim=OptimConfig(lr=3e-3, warmup_steps=2))
-    fit(model, parse_loss("si-sdr"), _tones(2 * steps), out, cfg, val_batches=val, on_progress=progress)
+    fit(model, parse_loss("si-sdr"), tone_items(2 * steps), out, cfg, val_batches=val, on_progress=progress)
 
 
 def _scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:

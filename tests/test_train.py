@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from tsekit.engine.trainer import OptimConfig, lr_factor
+from tsekit.testing import tone_items
 
 SCRIPT = textwrap.dedent(
     """
@@ -216,19 +217,6 @@ def test_exponential_and_constant_schedules_and_the_optimizers() -> None:
             OptimConfig(**bad)
 
 
-def _tone_items(n: int, offset: int = 0) -> list[dict[str, torch.Tensor]]:
-    items = []
-    for i in range(offset, offset + n):
-        g = torch.Generator().manual_seed(i)
-        t = torch.arange(1600) / 8000
-        f1, f2 = 200 + 300 * torch.rand(1, generator=g), 1500 + 500 * torch.rand(1, generator=g)
-        target = 0.5 * torch.sin(2 * torch.pi * f1 * t)
-        enrollment = 0.5 * torch.sin(2 * torch.pi * f1 * torch.arange(3200) / 8000 + 2.0)
-        items.append({"mixture": target + 0.5 * torch.sin(2 * torch.pi * f2 * t + 1.0), "target": target,
-                      "enrollment": enrollment})
-    return items
-
-
 def _plateau_run(out: Path, steps: int) -> dict[str, torch.Tensor]:
     import tsekit
     from tsekit.engine.trainer import LoopConfig, fit
@@ -236,11 +224,11 @@ def _plateau_run(out: Path, steps: int) -> dict[str, torch.Tensor]:
 
     torch.manual_seed(0)
     model = tsekit.build("dvector", "film", "speakerbeam", preset="tiny")
-    val = [{k: torch.stack([it[k] for it in _tone_items(2, 10_000)]) for k in ("mixture", "target", "enrollment")}]
+    val = [{k: torch.stack([it[k] for it in tone_items(2, 10_000)]) for k in ("mixture", "target", "enrollment")}]
     cfg = LoopConfig(batch_size=2, max_steps=steps, checkpoint_every=1, log_every=1, val_every=1,
                      optim=OptimConfig(lr=0.05, warmup_steps=0, schedule="plateau", plateau_patience=1,
                                        plateau_factor=0.5, name="adam", weight_decay=0.0))
-    fit(model, parse_loss("si-sdr"), _tone_items(2 * steps), out, cfg, val_batches=val)
+    fit(model, parse_loss("si-sdr"), tone_items(2 * steps), out, cfg, val_batches=val)
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 

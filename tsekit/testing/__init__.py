@@ -397,6 +397,23 @@ def conformance_cases(registry: Registry | None = None, provider: str | None = N
 # -- fixtures ------------------------------------------------------------------------------------
 
 
+def tone_items(n: int, offset: int = 0) -> list[dict[str, Any]]:
+    """Training items at 8 kHz that a tiny model learns in a few steps: a target tone plus an interfering tone, the
+    enrollment at the target's pitch (item i depends on i only)."""
+    import torch
+
+    items = []
+    for i in range(offset, offset + n):
+        g = torch.Generator().manual_seed(i)
+        t = torch.arange(1600) / 8000
+        f1, f2 = 200 + 300 * torch.rand(1, generator=g), 1500 + 500 * torch.rand(1, generator=g)
+        target = 0.5 * torch.sin(2 * torch.pi * f1 * t)
+        enrollment = 0.5 * torch.sin(2 * torch.pi * f1 * torch.arange(3200) / 8000 + 2.0)
+        items.append({"mixture": target + 0.5 * torch.sin(2 * torch.pi * f2 * t + 1.0), "target": target,
+                      "enrollment": enrollment})
+    return items
+
+
 def one_error_line(result: Any) -> str:
     """A failed ``tsekit_cli`` run's error: exit code 1, no traceback, exactly one line on stderr (returned)."""
     assert result.exit_code == 1, result.output
