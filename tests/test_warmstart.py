@@ -163,6 +163,8 @@ def test_inference_only_axes_evaluate_one_model_without_training(tiny_model: Pat
     assert "inference-only axes: give --model" in one_error_line(bad)
     bad = tsekit_cli(["ablate", "--model", str(tiny_model), "--encoder", "ecapa", "--out", str(tmp_path / "y")])
     assert "takes no training axes" in one_error_line(bad)
+    bad = tsekit_cli(["ablate", "--model", str(tiny_model), "--seed", "0,1", "--out", str(tmp_path / "z")])
+    assert "give one --seed" in one_error_line(bad)
 
 
 def test_ablate_refuses_speakers_the_shipped_ecapa_was_trained_on(tmp_path: Path, tsekit_cli) -> None:

@@ -1018,6 +1018,8 @@ def ablate(
         if init is not None or any(split_values(a) for a in (encoders, fusions, backbones, adapt_layers)) or set_map:
             raise TsekitError("--model evaluates one trained model: it takes no training axes (--encoder, --fusion, "
                               "--backbone, --adapt-layer, --set, --init)")
+        if len(seed_list) > 1:
+            raise TsekitError("--model trains nothing, so its cells have no seeds: give one --seed")
         warm = _warm_start_spec(base, model, "all", inference=True)
         assert warm is not None
         if not (corpus or eval_list or eval_corpus or base["data"].get("eval_corpus")):
