@@ -525,11 +525,34 @@ def quantize_graphs(model: Any, folder: Path, graphs: dict[str, dict[str, Any] |
     import numpy as np
 
     ort = require("onnxruntime", "int8 quantisation")
+    feeds = _calibration_feeds(model)
+    graph = graphs["extract"]
+    assert graph is not None
+    path = folder / graph["file"]
+    probe = _calibration_feeds(model, count=1, seconds=3.0, offset=CALIBRATION_MIXTURES)[0]
+    before = _run(ort, path, probe)
+    quantize_int8(path, feeds)
+    after = _run(ort, path, probe)
+    snr = 10 * float(np.log10(float(np.sum(before**2)) / max(float(np.sum((after - before) ** 2)), 1e-20)))
+    return {"method": "onnxruntime static quantisation (QDQ), MinMax calibration", "graphs": ["extract"],
+            "weights": "int8, per channel", "activations": "uint8, per tensor",
+            "ops": ["Conv (not depthwise)", "MatMul", "Gemm"],
+            "calibration": f"{len(feeds)} bundled mixtures of {CALIBRATION_SECONDS:g} s",
+            "extract_snr_db_vs_fp32": snr}
+
+
+QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
+
+
+def quantize_int8(path: Path, feeds: list[dict[str, Any]]) -> None:
+    """Replace the graph at ``path`` by onnxruntime's static int8 quantisation (QDQ), activation ranges calibrated
+    (MinMax) on ``feeds``: weights int8, symmetric, per output channel; the inputs and outputs of every Conv, MatMul
+    and Gemm but the grouped (depthwise) convolutions uint8, one range per tensor; biases int32. A rounded tensor is
+    rounded for all its readers (a residual sum too). What :mod:`tsekit.qat` simulates in training."""
     onnx = require("onnx", "int8 quantisation")
+    require("onnxruntime", "int8 quantisation")
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    feeds = _calibration_feeds(model)
 
     class Feeds(CalibrationDataReader):
         def __init__(self) -> None:
@@ -538,28 +561,16 @@ def quantize_graphs(model: Any, folder: Path, graphs: dict[str, dict[str, Any] |
         def get_next(self) -> dict[str, Any] | None:
             return next(self.items, None)
 
-    graph = graphs["extract"]
-    assert graph is not None
-    path = folder / graph["file"]
     prepared, quantized = path.with_suffix(".pre.onnx"), path.with_suffix(".int8.onnx")
-    probe = _calibration_feeds(model, count=1, seconds=3.0, offset=CALIBRATION_MIXTURES)[0]
-    before = _run(ort, path, probe)
     with _quiet():
         quant_pre_process(str(path), str(prepared), skip_symbolic_shape=True)
         depthwise = [node.name for node in onnx.load(str(prepared)).graph.node if node.op_type == "Conv"
                      and any(a.name == "group" and a.i > 1 for a in node.attribute)]
         quantize_static(str(prepared), str(quantized), Feeds(), quant_format=QuantFormat.QDQ, per_channel=True,
                         weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
-                        op_types_to_quantize=["Conv", "MatMul", "Gemm"], nodes_to_exclude=depthwise)
+                        op_types_to_quantize=list(QUANTIZED_OPS), nodes_to_exclude=depthwise)
     prepared.unlink()
     quantized.replace(path)
-    after = _run(ort, path, probe)
-    snr = 10 * float(np.log10(float(np.sum(before**2)) / max(float(np.sum((after - before) ** 2)), 1e-20)))
-    return {"method": "onnxruntime static quantisation (QDQ), MinMax calibration", "graphs": ["extract"],
-            "weights": "int8, per channel", "activations": "uint8, per tensor",
-            "ops": ["Conv (not depthwise)", "MatMul", "Gemm"],
-            "calibration": f"{len(feeds)} bundled mixtures of {CALIBRATION_SECONDS:g} s",
-            "extract_snr_db_vs_fp32": snr}
 
 
 def _calibration_feeds(model: Any, count: int = CALIBRATION_MIXTURES, seconds: float = CALIBRATION_SECONDS,

@@ -36,6 +36,8 @@ def train_cmd(
     max_time: Annotated[str | None, typer.Option(help="Wall-time budget of this invocation: 90s, 10m, 1h.")] = None,
     out: Annotated[str, typer.Option(help="Run folder (resumes when it holds the same config).")] = "runs/train",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 …")] = "auto",
+    qat: Annotated[bool, typer.Option("--qat", help="Quantisation-aware training for tsekit export --quantize int8 "
+                                      "(train.qat=int8); usually fine-tunes train.init_from=MODEL.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Train a model on simulated mixtures; checkpoints atomically and resumes a killed run."""
@@ -43,11 +45,16 @@ def train_cmd(
 
     time_left = parse_duration(max_time) if max_time is not None else None  # not part of the config
     items = list(overrides or [])
-    if experiment is not None and "=" in experiment and not Path(experiment).is_file():
+    if experiment is not None and "=" in experiment and not _is_file(experiment):
         items.insert(0, experiment)  # no file given: every argument is an override
         experiment = None
+    if qat:
+        items.append("train.qat=int8")
     config = build_config(experiment, items, encoder=encoder, fusion=fusion, backbone=backbone,
                           adapt_layers=adapt_layer, preset=preset, corpus=corpus, max_steps=max_steps)
+    from tsekit.qat import check_scheme
+
+    check_scheme(config["train"].get("qat"))  # before the progress bar
     result = _train(state_of(ctx), config, out, device, time_left)
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun, rank 0 reports
@@ -57,6 +64,13 @@ def train_cmd(
         best = result["best_val_si_sdri"]
         typer.echo(f"{out}: {result['steps']} steps ({result['stop_reason']}), "
                    f"best validation SI-SDRi {best:.2f} dB" if best is not None else f"{out}: {result['steps']} steps")
+
+
+def _is_file(text: str) -> bool:
+    try:
+        return Path(text).is_file()
+    except OSError:  # e.g. a name too long for the file system: a long override
+        return False
 
 
 def _train(state: State, config: dict[str, Any], out: str, device: str, time_left: float | None) -> dict[str, Any]:

@@ -56,7 +56,8 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-OPTIONAL_KEYS = {".model": ("encoder_preset",), ".train": ("init_strict", "trainable"), ".data": ("eval_speakers",)}
+OPTIONAL_KEYS = {".model": ("encoder_preset",), ".train": ("init_strict", "trainable", "qat"),
+                 ".data": ("eval_speakers", "eval_corpus")}
 """Keys a config may set that :data:`DEFAULTS` leaves out, so that runs which do not set them keep their hash."""
 
 
@@ -197,7 +198,7 @@ def _loop_config(train: Mapping[str, Any], seed: int) -> Any:
     from tsekit.config import make_config
     from tsekit.engine.trainer import LoopConfig, OptimConfig
 
-    fields = {k: v for k, v in train.items() if k not in ("optim", "init_from", "init_strict", "trainable")}
+    fields = {k: v for k, v in train.items() if k not in ("optim", "init_from", "init_strict", "trainable", "qat")}
     optim = make_config(OptimConfig, train.get("optim", {}), where="train.optim")
     loop = make_config(LoopConfig, {**fields, "seed": seed}, where="train")
     import dataclasses
@@ -333,6 +334,9 @@ def _train(
     train_corpus, val_corpus = train_set.corpus, val_set.corpus
     val_batches = [collate([val_set[j] for j in range(i, min(i + loop.batch_size, len(val_set)))])
                    for i in range(0, len(val_set), loop.batch_size)]
+    from tsekit.qat import attach
+
+    quantization = attach(model, config["train"].get("qat"))  # train.qat: the int8 export's rounding in training
     resolved = json.loads(json.dumps(config, default=str))
     meta = {
         "config": resolved,
@@ -359,6 +363,7 @@ def _train(
     result = fit(model, loss, train_set, out, loop, val_batches=val_batches, registry=reg,
                  run_meta={"config_hash": meta["config_hash"]}, device=device, on_progress=on_progress,
                  on_warning=on_warning)
+    quantization.remove()
     if main_rank:
         with atomic_open(out / "result.json", "w", encoding="utf-8") as fh:
             json.dump({**result, "config_hash": meta["config_hash"], "parameters": meta["parameters"]}, fh, indent=2)
