@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -251,3 +252,22 @@ def test_plateau_halves_the_rate_after_a_validation_without_progress_and_resumes
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
     resumed_rows = [json.loads(line) for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
     assert [r["lr"] for r in resumed_rows if r["split"] == "train"] == pytest.approx(lrs)
+
+
+@pytest.mark.skipif(not (shutil.which("g++") or shutil.which("c++")), reason="torch.compile on CPU needs a C++ compiler")
+def test_compiled_training_follows_eager_training(tmp_path: Path) -> None:
+    import tsekit
+    from tsekit.engine.trainer import LoopConfig, fit
+    from tsekit.losses import parse_loss
+
+    finals = []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        model = tsekit.build("dvector", "film", "speakerbeam", preset="tiny")
+        cfg = LoopConfig(batch_size=2, max_steps=3, checkpoint_every=3, log_every=1, val_every=100, compile=compiled)
+        fit(model, parse_loss("si-sdr"), tone_items(6), tmp_path / str(compiled), cfg)
+        losses = [json.loads(line)["loss"] for line in (tmp_path / str(compiled) / "metrics.jsonl").read_text().splitlines()]
+        finals.append((losses, model.state_dict()))
+    (eager, eager_state), (compiled_losses, compiled_state) = finals
+    assert compiled_losses == pytest.approx(eager, abs=1e-3)
+    assert set(compiled_state) == set(eager_state)  # saved under the model's own names, not _orig_mod.

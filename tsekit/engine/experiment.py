@@ -56,7 +56,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-OPTIONAL_KEYS = {".model": ("encoder_preset",), ".train": ("init_strict", "trainable", "qat"),
+OPTIONAL_KEYS = {".model": ("encoder_preset",), ".train": ("init_strict", "trainable", "qat", "compile"),
                  ".data": ("eval_speakers", "eval_corpus")}
 """Keys a config may set that :data:`DEFAULTS` leaves out, so that runs which do not set them keep their hash."""
 
