@@ -16,7 +16,7 @@ from torch import nn
 
 import tsekit
 from tsekit.qat import FakeQuantization, attach, calibrate, fake_quantized, quantize_activation, quantize_weight
-from tsekit.testing import one_error_line
+from tsekit.testing import one_error_line, tone_items
 
 LAYERS = {
     "conv1d": (lambda: nn.Conv1d(6, 5, 3), (2, 6, 40)),
@@ -193,19 +193,6 @@ def test_train_qat_runs_and_saves_an_ordinary_float_model(tsekit_cli, tmp_path: 
     assert not (tmp_path / "bad" / "config.json").exists()
 
 
-def _tone_items(n: int, offset: int = 0) -> list[dict[str, torch.Tensor]]:
-    items = []
-    for i in range(offset, offset + n):
-        g = torch.Generator().manual_seed(i)
-        t = torch.arange(1600) / 8000
-        f1, f2 = 200 + 300 * torch.rand(1, generator=g), 1500 + 500 * torch.rand(1, generator=g)
-        target = 0.5 * torch.sin(2 * torch.pi * f1 * t)
-        enrollment = 0.5 * torch.sin(2 * torch.pi * f1 * torch.arange(3200) / 8000 + 2.0)
-        items.append({"mixture": target + 0.5 * torch.sin(2 * torch.pi * f2 * t + 1.0), "target": target,
-                      "enrollment": enrollment})
-    return items
-
-
 def _qat_run(out: Path, steps: int) -> dict[str, torch.Tensor]:
     from tsekit.engine.trainer import LoopConfig, OptimConfig, fit
     from tsekit.losses import parse_loss
@@ -215,7 +202,7 @@ def _qat_run(out: Path, steps: int) -> dict[str, torch.Tensor]:
     cfg = LoopConfig(batch_size=2, max_steps=steps, checkpoint_every=1, log_every=1, val_every=100,
                      optim=OptimConfig(lr=0.01, warmup_steps=0, schedule="constant"))
     quantization = attach(model)
-    fit(model, parse_loss("si-sdr"), _tone_items(16), out, cfg)
+    fit(model, parse_loss("si-sdr"), tone_items(16), out, cfg)
     quantization.remove()
     return {k: v.clone() for k, v in model.state_dict().items()}
 
