@@ -1168,6 +1168,7 @@ def _warm_start_spec(base: dict[str, Any], init: str | Path | None, trainable: s
         init = base["train"].get("init_from")
         if not init:
             return None
+        trainable = base["train"].get("trainable") or trainable  # the config's own setting
     folder = resolve_model(init)
     shipped = folder.parent == SHIPPED_MODELS  # by name, so that cell hashes do not depend on the checkout's path
     if not inference:
