@@ -76,7 +76,7 @@ def _read_weights(folder: Path) -> dict[str, Any]:
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise TsekitError(f"{path}: not readable safetensors ({' '.join(str(exc).split())[:160]})") from None
+        raise TsekitError(f"{path}: train.init_from is not readable safetensors ({' '.join(str(exc).split())[:160]})") from None
 
 
 def seen_speakers(folder: Path) -> list[str] | None:
