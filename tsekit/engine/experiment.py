@@ -287,8 +287,6 @@ def train(
     ``time_left`` caps this invocation's wall time without changing the config (a resumed time budget);
     ``on_warning`` receives one-line warnings (a damaged checkpoint skipped). The run lock of ``out_dir``
     is held throughout: a second training on the same folder is refused."""
-
-
     from tsekit.engine.trainer import run_lock
 
     main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 writes
@@ -327,8 +325,6 @@ def _train(
 
     _warm_start(model, config["train"], out, resumed=bool(checkpoint_steps(out)))
     loss = parse_loss(config["loss"], registry=reg)
-
-
     per_step = loop.batch_size * loop.optim.grad_accum * int(os.environ.get("WORLD_SIZE", "1"))
     train_set, val_set = datasets(config, model.sample_rate, (loop.max_steps or 10_000_000) * per_step)
     train_corpus, val_corpus = train_set.corpus, val_set.corpus
