@@ -54,6 +54,22 @@ def test_matching_tensors_load_bit_exactly_and_the_rest_is_fresh(trunk: Path) ->
         sorted(record.unused) == ["backbone.tcn.mask.1.bias", "backbone.tcn.mask.1.weight"]
 
 
+def test_names_saved_by_an_older_tsekit_load_as_load_model_reads_them(tmp_path: Path) -> None:
+    """speakerbeam weights saved before the TCN became a module (``backbone.blocks.0…``) warm-start too."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(5)
+    old = _cell(adapt="none").state_dict()
+    flat = {k.replace("backbone.tcn.", "backbone.", 1): v.contiguous() for k, v in old.items()}
+    assert any(k.startswith("backbone.blocks.") for k in flat)
+    save_file(flat, str(tmp_path / "model.safetensors"))
+    model = _cell(adapt="first")
+    record = init_from(model, tmp_path / "model.safetensors")
+    assert not any(k.startswith("backbone.tcn.") for k in record.new)
+    assert all(torch.equal(model.state_dict()[k], old[k]) for k in record.loaded)
+    assert len(record.loaded) == len(old)
+
+
 def test_strict_names_the_first_mismatching_tensor(trunk: Path) -> None:
     with pytest.raises(TsekitError, match=r"tensor 'backbone\.tcn\.mask\.1\.weight' has shape \[64, 16, 1\] there but \[32, 16, 1\]"):
         init_from(_cell(), trunk, strict=True)

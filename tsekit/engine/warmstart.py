@@ -99,10 +99,20 @@ def seen_speakers(folder: Path) -> list[str] | None:
     return None
 
 
+def _current_names(model: Any, weights: dict[str, Any]) -> dict[str, Any]:
+    """``weights`` renamed as ``model.load_state_dict`` would: its modules' load pre-hooks map names that older
+    tsekit versions saved (e.g. speakerbeam's ``backbone.blocks.0…`` → ``backbone.tcn.blocks.0…``)."""
+    state = dict(weights)
+    for name, module in model.named_modules():
+        for hook in getattr(module, "_load_state_dict_pre_hooks", {}).values():  # torch keeps them here
+            hook(state, f"{name}." if name else "", {}, False, [], [], [])
+    return state
+
+
 def init_from(model: Any, source: str | Path, *, strict: bool = False) -> InitRecord:
     """Load ``source``'s matching tensors into ``model`` (in place) and say what was loaded and what is new."""
     folder = resolve_model(source)
-    weights = _read_weights(folder)
+    weights = _current_names(model, _read_weights(folder))
     own = model.state_dict()
     loaded, new = [], []
     for name, tensor in own.items():
