@@ -152,7 +152,8 @@ def test_mean_ci_ignores_nan() -> None:
 
 def test_paired_differences(out: Path) -> None:
     rows = load_rows(out)
-    diffs = paired_differences(out, rows, A)
+    every = paired_differences(out, rows, A)
+    diffs = [d for d in every if d.seed is None]  # every seed's pairs pooled
     assert [d.cell_hash for d in diffs] == [B, C]  # D shares no mixture with A: skipped
     b, c = diffs
     # B: DELTA_B on 4 mixtures x 3 seeds; m4 is NaN for A and dropped
@@ -172,13 +173,19 @@ def test_paired_differences(out: Path) -> None:
     assert c.n == 4
     assert c.mean == pytest.approx(statistics.fmean(DELTA_C))
     assert c.p_value == pytest.approx(stats.ttest_1samp(DELTA_C, 0.0).pvalue)
+    # then each seed alone: B on seeds 0, 1, 2 (4 mixtures each, m4 dropped), C on seed 0 only
+    per_seed = [(d.cell_hash, d.seed, d.n) for d in every if d.seed is not None]
+    assert per_seed == [(B, 0, 4), (B, 1, 4), (B, 2, 4), (C, 0, 4)]
+    b0 = next(d for d in every if d.cell_hash == B and d.seed == 0)
+    assert b0.p_value == pytest.approx(stats.ttest_1samp(DELTA_B, 0.0).pvalue)
+    assert b0.mean == pytest.approx(statistics.fmean(DELTA_B))
     # baseline None -> first cell in rows order (A)
-    assert paired_differences(out, rows, None) == diffs
+    assert paired_differences(out, rows, None) == every
 
 
 def test_paired_differences_against_other_baseline_and_errors(out: Path) -> None:
     rows = load_rows(out)
-    diffs = {d.cell_hash: d for d in paired_differences(out, rows, B)}
+    diffs = {d.cell_hash: d for d in paired_differences(out, rows, B) if d.seed is None}
     assert diffs[A].mean == pytest.approx(-2.0)
     assert diffs[C].mean == pytest.approx(statistics.fmean(c - b for c, b in zip(DELTA_C, DELTA_B, strict=True)))
     with pytest.raises(TsekitError, match="no result rows"):
@@ -260,8 +267,9 @@ def test_write_report(out: Path) -> None:
     assert "| 1 | dvector/concat/speakerbeam@tcn.0 | tcn.0 (first) | 14.00 ± 2.48 |" in text
     assert "## Paired differences vs the baseline `dvector/film/speakerbeam@tcn.0`" in text
     b_half = t975(11) * statistics.stdev(DELTA_B * 3) / math.sqrt(12)
-    assert f"| dvector/concat/speakerbeam@tcn.0 | +2.00 | [{2 - b_half:+.2f}, {2 + b_half:+.2f}] | < 0.001 | 12 |" in text
-    assert "| ecapa/film/speakerbeam@tcn.7 | -1.25 |" in text
+    assert f"| dvector/concat/speakerbeam@tcn.0 | all | +2.00 | [{2 - b_half:+.2f}, {2 + b_half:+.2f}] | < 0.001 | 12 |" in text
+    assert "| dvector/concat/speakerbeam@tcn.0 | 2 | +2.00 |" in text  # and each seed alone
+    assert "| ecapa/film/speakerbeam@tcn.7 | all | -1.25 |" in text
     assert "lr=0.01 |" not in text.split("## Paired differences")[1].split("##")[0]  # no common mixtures
     assert "- `ecapa/film/speakerbeam@tcn.9`: site tcn.9 does not exist" in text
     assert "- `x/y/z@0`: too big" in text
@@ -269,6 +277,7 @@ def test_write_report(out: Path) -> None:
     reading = text.split("## Reading\n\n")[1].split("\n")[0]
     assert reading.startswith("The best cell is `dvector/concat/speakerbeam@tcn.0` with SI-SDRi 14.00 ± 2.48 dB")
     assert "+2.00 dB relative to the baseline" in reading and "excludes 0" in reading
+    assert "Seed by seed (seed 0: +2.00 dB [" in reading and "the same sign on every seed" in reading
     assert not list(out.glob(".*.tmp"))
 
 

@@ -111,6 +111,8 @@ class PairedDiff:
     ci_high: float
     p_value: float
     n: int
+    seed: int | None = None
+    """The seed these mixtures were scored with; None: every seed's pairs pooled."""
 
     @property
     def excludes_zero(self) -> bool:
@@ -337,18 +339,21 @@ def paired_differences(
         seed = int(row.get("seed", 0))
         values.setdefault(key, {}).update({(seed, m): v for m, v in per.items()})
     base = values[baseline_hash]
+    seeds = sorted({seed for seed, _ in base})
     result = []
     for key in order:
         if key == baseline_hash:
             continue
-        diffs = [v - base[k] for k, v in values[key].items()
+        pairs = [(k[0], v - base[k]) for k, v in values[key].items()
                  if k in base and math.isfinite(v) and math.isfinite(base[k])]
-        if not diffs:
-            continue
-        mean, low, high, p = _paired_stats(diffs)
-        result.append(PairedDiff(cell=labels[key], cell_hash=key, baseline=labels[baseline_hash],
-                                 baseline_hash=baseline_hash, metric=metric, mean=mean, ci_low=low, ci_high=high,
-                                 p_value=p, n=len(diffs)))
+        for seed in [None, *seeds] if len(seeds) > 1 else [None]:  # pooled, then each seed alone
+            diffs = [d for s, d in pairs if seed is None or s == seed]
+            if not diffs:
+                continue
+            mean, low, high, p = _paired_stats(diffs)
+            result.append(PairedDiff(cell=labels[key], cell_hash=key, baseline=labels[baseline_hash],
+                                     baseline_hash=baseline_hash, metric=metric, mean=mean, ci_low=low, ci_high=high,
+                                     p_value=p, n=len(diffs), seed=seed))
     return result
 
 
@@ -888,31 +893,42 @@ def _reading(summaries: Sequence[CellSummary], baseline: CellSummary | None, dif
         runner = summaries[1]
         text += (f" It is the baseline itself; the runner-up `{runner.cell}` scores "
                  f"{runner.mean(metric) - best.mean(metric):+.2f}{unit} relative to it")
-        diff = next((d for d in diffs if d.cell_hash == runner.cell_hash), None)
+        diff = next((d for d in diffs if d.cell_hash == runner.cell_hash and d.seed is None), None)
     else:
         text += (f" That is {best.mean(metric) - baseline.mean(metric):+.2f}{unit} relative to the baseline "
                  f"`{baseline.cell}` (mean over seeds)")
-        diff = next((d for d in diffs if d.cell_hash == best.cell_hash), None)
+        diff = next((d for d in diffs if d.cell_hash == best.cell_hash and d.seed is None), None)
     if diff is None:
         return text + "; no per-mixture pairing was available for a paired test."
     if not math.isfinite(diff.ci_low):
         return text + f"; paired over {diff.n} mixture(s), too few for a confidence interval."
     verdict = "excludes 0: the difference is significant" if diff.excludes_zero else \
         "includes 0: the difference is not significant"
-    return (text + f"; paired over {diff.n} mixtures the difference is {diff.mean:+.2f}{unit} "
-            f"(95 % CI [{diff.ci_low:+.2f}, {diff.ci_high:+.2f}], p {_fmt_p(diff.p_value, '= ')}), whose CI {verdict} "
-            "at the 5 % level.")
+    text += (f"; paired over {diff.n} mixtures the difference is {diff.mean:+.2f}{unit} "
+             f"(95 % CI [{diff.ci_low:+.2f}, {diff.ci_high:+.2f}], p {_fmt_p(diff.p_value, '= ')}), whose CI {verdict} "
+             "at the 5 % level.")
+    per_seed = [d for d in diffs if d.cell_hash == diff.cell_hash and d.seed is not None]
+    if per_seed:
+        each = "; ".join(f"seed {d.seed}: {d.mean:+.2f}{unit} [{d.ci_low:+.2f}, {d.ci_high:+.2f}]" for d in per_seed)
+        held = sum(d.excludes_zero and d.mean * diff.mean > 0 for d in per_seed)
+        verdict = "on every seed" if held == len(per_seed) else f"on {held} of {len(per_seed)} seeds"
+        text += f" Seed by seed ({each}) the CI excludes 0 with the same sign {verdict}."
+    return text
 
 
-PAIRED_NOTE = "Per mixture, same seed and mixture; 95 % CI and two-sided p from a paired t test."
+PAIRED_NOTE = ("Per mixture, same seed and mixture; 95 % CI and two-sided p from a paired t test; seed \"all\" pools "
+               "every seed's pairs, the other rows take one seed's alone.")
 
 
 def _diff_table(diffs: Sequence[PairedDiff], metric: str) -> tuple[list[str], list[list[str]]]:
     """The paired differences' header and rows."""
     unit = UNITS.get(metric, "").strip()
-    header = ["cell", f"Δ {SHORT.get(metric, metric)}" + (f" ({unit})" if unit else ""), "95 % CI", "p", "n"]
-    return header, [[d.cell, f"{d.mean:+.2f}", f"[{d.ci_low:+.2f}, {d.ci_high:+.2f}]" if math.isfinite(d.ci_low)
-                     else DASH, _fmt_p(d.p_value), str(d.n)] for d in diffs]
+    by_seed = any(d.seed is not None for d in diffs)
+    header = ["cell", *(["seed"] if by_seed else []), f"Δ {SHORT.get(metric, metric)}" + (f" ({unit})" if unit else ""),
+              "95 % CI", "p", "n"]
+    return header, [[d.cell, *([("all" if d.seed is None else str(d.seed))] if by_seed else []), f"{d.mean:+.2f}",
+                     f"[{d.ci_low:+.2f}, {d.ci_high:+.2f}]" if math.isfinite(d.ci_low) else DASH,
+                     _fmt_p(d.p_value), str(d.n)] for d in diffs]
 
 
 def _html_page(out: Path, spec: Mapping[str, Any], summaries: Sequence[CellSummary], base: CellSummary | None,
