@@ -13,7 +13,8 @@ from scipy import stats
 
 from tsekit.engine.report import (
     _bar_errors,
-    _grid,
+    _grid_cells,
+    _heatmap_panels,
     bar_chart,
     heatmaps,
     load_rows,
@@ -221,12 +222,29 @@ def test_tables(out: Path) -> None:
     assert "| 4 | ecapa/film/speakerbeam@tcn.7 | tcn.7 | 10.00 | 10.50 | – |" in md[5]
 
 
+def test_an_encoder_contrast_is_one_heatmap_of_encoder_by_layer(tmp_path: Path) -> None:
+    rows = [make_row("dvector/film/speakerbeam@tcn.0", A, 0, 3.0), make_row("dvector/film/speakerbeam@tcn.0", A, 1, 3.2),
+            make_row("ecapa/film/speakerbeam@tcn.0", B, 0, 2.0, encoder="ecapa"),
+            make_row("ecapa/film/speakerbeam@tcn.0", B, 1, 2.4, encoder="ecapa")]
+    summaries = summarize(rows)
+    assert [(title, axis, len(cells)) for title, axis, cells in _heatmap_panels(summaries)] == \
+        [("film / speakerbeam", "encoder", 4 // 2)]
+    assert [p.name for p in heatmaps(tmp_path, summaries)] == ["heatmap_film_speakerbeam.png"]
+    rows_, layers, cells, _ = _grid_cells(summaries, "si_sdri", lambda s: s.encoder)
+    assert (rows_, layers) == (["dvector", "ecapa"], ["tcn.0"]) and cells[0][0].mean() == pytest.approx(3.1)
+
+
 def test_heatmaps_and_bars(out: Path) -> None:
     summaries = summarize(load_rows(out))
-    fusions, layers, values, merged = _grid(summaries, "dvector", "speakerbeam", "si_sdri")
+    def grid(encoder: str) -> tuple[list[str], list[str], list[list[float]], bool]:
+        members = [s for s in summaries if s.encoder == encoder]
+        fusions, layers, cells, merged = _grid_cells(members, "si_sdri", lambda s: s.fusion)
+        return fusions, layers, [[c.mean() if c else math.nan for c in row] for row in cells], merged
+
+    fusions, layers, values, merged = grid("dvector")
     assert (fusions, layers, merged) == (["concat", "film"], ["tcn.0"], True)
     assert values == [[pytest.approx(14.0)], [pytest.approx(12.5)]]  # film: best of A (12) and D (12.5)
-    fusions, layers, values, merged = _grid(summaries, "ecapa", "speakerbeam", "si_sdri")
+    fusions, layers, values, merged = grid("ecapa")
     assert (fusions, layers, values, merged) == (["film"], ["tcn.7"], [[10.0]], False)
 
     paths = heatmaps(out, summaries)
@@ -247,9 +265,10 @@ def test_grid_sorts_layers_naturally_and_leaves_gaps() -> None:
     rows = [make_row("a", "a" * 12, 0, 1.0, layers="tcn.10"), make_row("b", "b" * 12, 0, 2.0, layers="tcn.2"),
             make_row("c", "c" * 12, 0, 3.0, fusion="add", layers="tcn.2"),
             make_row("d", "d" * 12, 0, 4.0, encoder="x/y z", layers="tcn.2")]
-    fusions, layers, values, _ = _grid(summarize(rows), "dvector", "speakerbeam", "si_sdri")
+    members = [s for s in summarize(rows) if s.encoder == "dvector"]
+    fusions, layers, cells, _ = _grid_cells(members, "si_sdri", lambda s: s.fusion)
     assert (fusions, layers) == (["add", "film"], ["tcn.2", "tcn.10"])
-    assert values[0][0] == 3.0 and math.isnan(values[0][1]) and values[1] == [2.0, 1.0]
+    assert cells[0][0].mean() == 3.0 and cells[0][1] is None and [c.mean() for c in cells[1]] == [2.0, 1.0]
 
 
 def test_write_report(out: Path) -> None:

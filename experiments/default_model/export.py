@@ -29,6 +29,8 @@ KNOWN_CORPORA = {  # a substring of the manifest path -> how the card names, lic
     "speechocean762": ("speechocean762 (Mandarin-L1 adults and children reading English, 20–30 utterances each)",
                        "Apache-2.0", "Zhang et al., Interspeech 2021, openslr.org/101"),
 }
+DEFAULT_PURPOSE = ("The pretrained target-speaker-extraction model that `tsekit extract` / `tsekit eval` and "
+                   "`tsekit.load_model()` use when no model is given.")
 BENCH_TARGETS = {"si_sdri": 10.0, "confusion_rate": 0.05, "rtf": 0.05}
 
 
@@ -246,7 +248,7 @@ def copy_model(src: Path, dest: Path) -> None:
             shutil.copyfileobj(fh_in, fh_out)
 
 
-def plot_curve(curve: list[dict[str, float]], path: Path) -> None:
+def plot_curve(curve: list[dict[str, float]], path: Path, title: str = "default model") -> None:
     """Validation SI-SDRi against training CPU hours (left) and against step (right), one colour per stage."""
     import matplotlib
 
@@ -270,7 +272,7 @@ def plot_curve(curve: list[dict[str, float]], path: Path) -> None:
         right.legend(loc="lower right")
     for ax in (left, right):
         ax.grid(alpha=0.3)
-    fig.suptitle("default model: validation SI-SDRi (held-out validation speakers)")
+    fig.suptitle(f"{title}: validation SI-SDRi (held-out validation speakers)")
     fig.tight_layout()
     with atomic_open(path, "wb") as fh:
         fig.savefig(fh, format="png", dpi=110)
@@ -305,10 +307,9 @@ def model_card(card: dict[str, Any], curve_link: str | None) -> str:
     state = [w for w, key in (("pretrained", "pretrained"), ("frozen", "frozen")) if m["encoder_config"].get(key)]
     encoder_state = f" ({', '.join(state)})" if state else ""
     lines = [
-        "# tsekit default model",
+        f"# tsekit {card.get('title', 'default model')}",
         "",
-        ("The pretrained target-speaker-extraction model that `tsekit extract` / `tsekit eval` and "
-        "`tsekit.load_model()` use when no model is given."),
+        card.get("purpose") or DEFAULT_PURPOSE,
         "",
         "## Model",
         "",
@@ -431,17 +432,19 @@ def model_card(card: dict[str, Any], curve_link: str | None) -> str:
 
 def export(run_dir: str | Path, *, which: str = "best", bench_path: str | Path | None = None,
            dest: str | Path = DEFAULT_DEST, hardware: str = "2-core CPU, no GPU",
-           curve_png: str | Path | None = CURVE_PNG) -> dict[str, Any]:
+           curve_png: str | Path | None = CURVE_PNG, title: str = "default model",
+           purpose: str | None = None) -> dict[str, Any]:
     """Copy the model to ``dest`` and write ``card.json``, ``MODEL_CARD.md`` and the learning-curve PNG."""
     from tsekit.io import atomic_open, json_safe
 
     bench = json.loads(Path(bench_path).read_text(encoding="utf-8")) if bench_path else None
     card = build_card(run_dir, which, bench=bench, hardware=hardware)
+    card["title"], card["purpose"] = title, purpose or DEFAULT_PURPOSE
     dest = Path(dest)
     copy_model(model_folder(Path(run_dir), which), dest)
     link = None
     if curve_png is not None and card["val_curve"]:
-        plot_curve(card["cumulative_curve"] or card["val_curve"], Path(curve_png))
+        plot_curve(card["cumulative_curve"] or card["val_curve"], Path(curve_png), title)
         link = os.path.relpath(Path(curve_png).resolve(), dest.resolve())
     card["curve_png"] = str(curve_png) if link else None
     with atomic_open(dest / "card.json", "w", encoding="utf-8") as fh:
@@ -461,10 +464,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dest", default=str(DEFAULT_DEST))
     parser.add_argument("--hardware", default="2-core CPU, no GPU")
     parser.add_argument("--curve", default=str(CURVE_PNG), help="learning-curve PNG")
+    parser.add_argument("--title", default="default model", help="the card's title: tsekit TITLE")
+    parser.add_argument("--purpose", default=None, help="the card's first paragraph")
     args = parser.parse_args(argv)
     try:
         card = export(args.run_dir, which=args.which, bench_path=args.bench, dest=args.dest,
-                      hardware=args.hardware, curve_png=args.curve)
+                      hardware=args.hardware, curve_png=args.curve, title=args.title, purpose=args.purpose)
     except TsekitError as exc:
         print(f"export: error: {exc}", file=sys.stderr)
         return 1

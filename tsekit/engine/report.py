@@ -13,7 +13,7 @@ import json
 import math
 import re
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -437,31 +437,36 @@ def _natural(text: str) -> list[Any]:
 
 
 def _grid_cells(
-    summaries: Sequence[CellSummary], encoder: str, backbone: str, metric: str
+    summaries: Sequence[CellSummary], metric: str, row: Callable[[CellSummary], str]
 ) -> tuple[list[str], list[str], list[list[CellSummary | None]], bool]:
-    """Fusions (rows), adaptation layers (columns), the cell at each (None when missing), whether cells were
-    merged (the best one is kept)."""
+    """Rows (``row(cell)``), adaptation layers (columns), the cell at each (None when missing), whether cells
+    were merged (the best one is kept)."""
     chosen: dict[tuple[str, str], CellSummary] = {}
     merged = False
     for s in sorted(summaries, key=lambda s: _better_first(metric, s.mean(metric))):  # keep the best
-        if (s.encoder, s.backbone) != (encoder, backbone):
-            continue
-        key = (s.fusion, s.adapt_layers)
+        key = (row(s), s.adapt_layers)
         if key in chosen:
             merged = True
         else:
             chosen[key] = s
-    fusions = sorted({f for f, _ in chosen}, key=_natural)
+    rows = sorted({r for r, _ in chosen}, key=_natural)
     layers = sorted({a for _, a in chosen}, key=_natural)
-    return fusions, layers, [[chosen.get((f, a)) for a in layers] for f in fusions], merged
+    return rows, layers, [[chosen.get((r, a)) for a in layers] for r in rows], merged
 
 
-def _grid(
-    summaries: Sequence[CellSummary], encoder: str, backbone: str, metric: str
-) -> tuple[list[str], list[str], list[list[float]], bool]:
-    """Fusions (rows), adaptation layers (columns), values (NaN when missing), whether cells were merged."""
-    fusions, layers, cells, merged = _grid_cells(summaries, encoder, backbone, metric)
-    return fusions, layers, [[c.mean(metric) if c else math.nan for c in row] for row in cells], merged
+def _heatmap_panels(summaries: Sequence[CellSummary]) -> list[tuple[str, str, list[CellSummary]]]:
+    """(title, row axis, cells) per heatmap: fusion × adaptation layer for each (encoder, backbone); a backbone
+    whose cells all share one fusion gets one encoder × adaptation layer map instead (an encoder contrast)."""
+    panels = []
+    for backbone in dict.fromkeys(s.backbone for s in summaries):
+        cells = [s for s in summaries if s.backbone == backbone]
+        encoders = list(dict.fromkeys(s.encoder for s in cells))
+        fusions = {s.fusion for s in cells}
+        if len(encoders) > 1 and len(fusions) == 1:
+            panels.append((f"{next(iter(fusions))} / {backbone}", "encoder", cells))
+            continue
+        panels += [(f"{e} / {backbone}", "fusion", [s for s in cells if s.encoder == e]) for e in encoders]
+    return panels
 
 
 CI_SPANS = 3.0
@@ -497,7 +502,8 @@ def _save(fig: Any, path: Path) -> Path:
 def heatmaps(out_dir: str | Path, summaries: Sequence[CellSummary], metric: str = "si_sdri",
              baseline: str | None = None) -> list[Path]:
     """One ``heatmap_<encoder>_<backbone>.png`` per (encoder, backbone): fusion × adaptation layer, each cell
-    with its mean and 95 % CI. All share one diverging colour scale (:func:`colour_scale`, centred on the
+    with its mean and 95 % CI (``heatmap_<fusion>_<backbone>.png``, encoder × adaptation layer, when the
+    encoders share one fusion). All share one diverging colour scale (:func:`colour_scale`, centred on the
     ``baseline`` cell hash or the mean), so noise within the CIs does not look like an effect."""
     import numpy as np
     from matplotlib.figure import Figure
@@ -510,14 +516,13 @@ def heatmaps(out_dir: str | Path, summaries: Sequence[CellSummary], metric: str 
     base = next((s for s in summaries if s.cell_hash == baseline and math.isfinite(s.mean(metric))), None)
     ci_note = " (over mixtures for one seed)" if "mixtures" in sources else ""
     written = []
-    pairs = dict.fromkeys((s.encoder, s.backbone) for s in summaries)
-    for encoder, backbone in pairs:
-        fusions, layers, cells, merged = _grid_cells(summaries, encoder, backbone, metric)
+    for name, axis, members in _heatmap_panels(summaries):
+        rows, layers, cells, merged = _grid_cells(members, metric, lambda s, axis=axis: getattr(s, axis))
         values = [[c.mean(metric) if c else math.nan for c in row] for row in cells]
         data = np.ma.masked_invalid(np.array(values, dtype=float))
         if data.count() == 0:
             continue
-        fig = Figure(figsize=(2.0 + 1.5 * len(layers), 1.6 + 0.75 * len(fusions)))
+        fig = Figure(figsize=(2.0 + 1.5 * len(layers), 1.6 + 0.75 * len(rows)))
         ax = fig.add_subplot()
         cmap = "RdBu" if metric in LOWER_IS_BETTER else "RdBu_r"
         image = ax.imshow(data, cmap=cmap, aspect="auto", vmin=centre - half, vmax=centre + half)
@@ -533,16 +538,16 @@ def heatmaps(out_dir: str | Path, summaries: Sequence[CellSummary], metric: str 
                 ax.text(j, i, text, ha="center", va="center", fontsize=9, color="white" if light else "black")
         ax.set_xticks(range(len(layers)), labels=layers, rotation=30 if len(layers) > 3 else 0,
                       ha="right" if len(layers) > 3 else "center")
-        ax.set_yticks(range(len(fusions)), labels=fusions)
+        ax.set_yticks(range(len(rows)), labels=rows)
         ax.set_xlabel("adaptation layer")
-        ax.set_ylabel("fusion")
+        ax.set_ylabel(axis)
         fig.colorbar(image, ax=ax, label=LABELS.get(metric, metric))
-        title = f"{SHORT.get(metric, metric)}: {encoder} / {backbone}\nmean ± 95 % CI{ci_note}"
+        title = f"{SHORT.get(metric, metric)}: {name}\nmean ± 95 % CI{ci_note}"
         title += f"\ncolour centred on the {'baseline' if base is not None else 'mean'} ({_fmt(centre, digits)})"
         if merged:
             title += "\n(best over other axes: selector, --set)"
         ax.set_title(title, fontsize=10)
-        written.append(_save(fig, out / f"heatmap_{_safe(encoder)}_{_safe(backbone)}.png"))
+        written.append(_save(fig, out / f"heatmap_{'_'.join(_safe(part) for part in name.split(' / '))}.png"))
     return written
 
 
