@@ -124,9 +124,17 @@ def earlier_stages(init_from: str | None, run: Path) -> list[dict[str, Any]]:
     """The stages before a run that warm-started from a model with a ``card.json`` (e.g. the shipped default)."""
     if not init_from:
         return []
+    from tsekit.engine import resolve_model
+    from tsekit.errors import TsekitError
+
     folder = Path(init_from)
     if not folder.is_absolute() and not folder.exists():
         folder = REPO / folder
+    if not folder.exists():
+        try:
+            folder = resolve_model(init_from)  # a shipped model's name (`default`)
+        except TsekitError:
+            return []
     if not (folder / "card.json").is_file():
         return []
     previous = json.loads((folder / "card.json").read_text(encoding="utf-8"))
@@ -314,7 +322,8 @@ def model_card(card: dict[str, Any], curve_link: str | None) -> str:
         "## Model",
         "",
         f"- speaker encoder: `{m['encoder']}`{encoder_state}, embedding size {m['embedding_dim']}",
-        f"- fusion: `{m['fusion']}` at site(s) {', '.join(f'`{s}`' for s in m['sites'])}",
+        (f"- fusion: `{m['fusion']}` at site(s) {', '.join(f'`{s}`' for s in m['sites'])}" if m["sites"] else
+         "- fusion: none (no adaptation site: the network gets no speaker cue)"),
         f"- backbone: `{m['backbone']}`, preset `{m['preset']}`, {m['sample_rate']} Hz",
         (f"- parameters: {p.get('total', 0) / 1e6:.2f} M in all ({p.get('trainable', 0) / 1e6:.2f} M trained; "
         f"encoder {p.get('encoder', 0) / 1e6:.2f} M, fusion {p.get('fusion', 0) / 1e6:.3f} M, "

@@ -14,6 +14,8 @@ Public names (modules load on first use):
   evaluate_list                                  score a model on an evaluation list
   ablate, make_executor, Executor                the `tsekit ablate` grid and where its cells run
   rebuild_report                                 `tsekit report`: an ablation folder's table, figures, report.md
+  resolve_model, init_from                       warm start: a shipped model's name or a model/run folder → its
+                                                 folder; load the tensors that match by name and shape
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ _LAZY = {
     "make_executor": "tsekit.engine.ablation",
     "Executor": "tsekit.engine.ablation",
     "rebuild_report": "tsekit.engine.report",
+    "resolve_model": "tsekit.engine.warmstart",
+    "init_from": "tsekit.engine.warmstart",
 }
 
 __all__ = [
@@ -63,6 +67,7 @@ __all__ = [
     "evaluate_encoder",
     "evaluate_list",
     "fit",
+    "init_from",
     "latest_checkpoint",
     "load_config",
     "load_model",
@@ -72,6 +77,7 @@ __all__ = [
     "pretrain_encoder",
     "read_spec",
     "rebuild_report",
+    "resolve_model",
     "save_model",
     "speaker_split",
     "train",
