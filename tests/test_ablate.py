@@ -384,3 +384,20 @@ def test_tiny_ablation_relates_confusion_to_speaker_similarity(tmp_path: Path) -
     assert cells[1] == "6" and len(cells[2].split(" / ")) == 3
     numbers = [*cells[3].split(" / "), *cells[4].split(" / "), cells[5].split()[0], cells[6]]
     assert all(math.isfinite(float(v)) for v in numbers), line
+
+
+def test_an_eval_lists_speakers_are_left_out_of_training(tmp_path: Path) -> None:
+    """A given --eval-list names its speakers (target_speaker, interferers): training leaves them out."""
+    from tsekit.data import DEMO_CORPUS
+    from tsekit.data.corpus import load_corpus
+    from tsekit.data.simulate import SimulationConfig, write_fixed_set
+    from tsekit.engine.ablation import _prepare_data
+
+    corpus = load_corpus(DEMO_CORPUS / "manifest.csv")
+    chosen = sorted(corpus.speakers)[:3]
+    write_fixed_set(corpus.subset(chosen), tmp_path / "list", 4, SimulationConfig(segment_seconds=1.0,
+                    enrollment_seconds=1.0), seed=3)
+    _, excluded, path = _prepare_data(tmp_path / "abl", load_config(None), corpus=None,
+                                      eval_list=str(tmp_path / "list" / "mixtures.csv"), eval_size=4, eval_speakers=2,
+                                      eval_seconds=1.0, eval_sample_rate=16000, seed=0)
+    assert excluded and set(excluded) <= set(chosen) and path.endswith("mixtures.csv")

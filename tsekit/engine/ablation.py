@@ -854,6 +854,14 @@ def eval_corpus_source(name: str | None) -> str | None:
     return str(HELDOUT_CORPUS / "manifest.csv") if name == "heldout" else str(Path(name).expanduser().resolve())
 
 
+def _list_speakers(items: Sequence[Any]) -> list[str]:
+    """The speakers an evaluation list names (``target_speaker``, ``interferers``; lists that tsekit simulated
+    have both): training leaves them out, and warm starts check them."""
+    named = {str(item.extras.get("target_speaker") or "") for item in items}
+    named |= {s for item in items for s in str(item.extras.get("interferers") or "").split(";")}
+    return sorted(named - {""})
+
+
 def _prepare_data(out: Path, base: dict[str, Any], *, corpus: str | None, eval_list: str | None, eval_size: int,
                   eval_speakers: int, eval_seconds: float, eval_sample_rate: int, seed: int,
                   eval_corpus: str | None = None) -> tuple[str | None, list[str], str]:
@@ -871,8 +879,8 @@ def _prepare_data(out: Path, base: dict[str, Any], *, corpus: str | None, eval_l
         path = Path(eval_list).expanduser().resolve()
         if not path.is_file():
             raise TsekitError(f"{eval_list}: no such evaluation list")
-        read_eval_list(path)  # a broken list fails now, not after training
-        return source, [], str(path)
+        items = read_eval_list(path)  # a broken list fails now, not after training
+        return source, _list_speakers(items), str(path)
     full = load_corpus(source or DEMO_CORPUS / "manifest.csv")
     fixed = [str(s) for s in base["data"].get("eval_speakers") or []]
     separate = eval_corpus_source(eval_corpus or base["data"].get("eval_corpus"))
