@@ -234,7 +234,7 @@ def test_an_encoder_contrast_is_one_heatmap_of_encoder_by_layer(tmp_path: Path) 
     assert (rows_, layers) == (["dvector", "ecapa"], ["tcn.0"]) and cells[0][0].mean() == pytest.approx(3.1)
 
 
-def test_heatmaps_and_bars(out: Path) -> None:
+def test_heatmaps_and_bars(out: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     summaries = summarize(load_rows(out))
     def grid(encoder: str) -> tuple[list[str], list[str], list[list[float]], bool]:
         members = [s for s in summaries if s.encoder == encoder]
@@ -252,10 +252,15 @@ def test_heatmaps_and_bars(out: Path) -> None:
     for path in paths:
         assert_png(path)
     errors, sources = _bar_errors(out, summaries, "si_sdri", per_mixture_ci=True)
-    assert sources == ["seeds", "mixtures", "seeds", "mixtures"]  # B, D, A, C
+    assert sources == ["mixtures"] * 4  # B, D, A, C: the mixtures' CI is the wider (or the only) one
     assert errors[1] == pytest.approx(t975(2) * 0.5 / math.sqrt(3))  # D's mixtures: 12, 12.5, 13
+    assert errors[2] == pytest.approx(mean_ci([9.0, 11.0, 13.0, 15.0])[1])  # A's seeds averaged per mixture
     assert errors[3] == pytest.approx(mean_ci(v + d for v, d in zip(BASE, DELTA_C, strict=True))[1])
     assert _bar_errors(out, summaries, "si_sdri", per_mixture_ci=False)[1] == ["seeds", "none", "seeds", "none"]
+    flat = tmp_path_factory.mktemp("flat")  # seeds far apart, mixtures alike: the seeds' CI is the wider
+    rows = [make_row("e", "e" * 12, seed, v, metrics_csv=write_csv(flat, "e" * 12, seed, MIXTURES, [v] * 4))
+            for seed, v in ((0, 1.0), (1, 5.0))]
+    assert _bar_errors(flat, summarize(rows), "si_sdri", per_mixture_ci=True)[1] == ["seeds"]
     bars = bar_chart(out, summaries)
     assert bars == out / "bars.png"
     assert_png(bars)

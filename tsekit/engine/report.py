@@ -514,7 +514,7 @@ def heatmaps(out_dir: str | Path, summaries: Sequence[CellSummary], metric: str 
                   for s, e, src in zip(summaries, errors, sources, strict=True)}
     centre, half = colour_scale(summaries, list(half_width.values()), metric, baseline)
     base = next((s for s in summaries if s.cell_hash == baseline and math.isfinite(s.mean(metric))), None)
-    ci_note = " (over mixtures for one seed)" if "mixtures" in sources else ""
+    ci_note = " (over mixtures where wider than over seeds)" if "mixtures" in sources else ""
     written = []
     for name, axis, members in _heatmap_panels(summaries):
         rows, layers, cells, merged = _grid_cells(members, metric, lambda s, axis=axis: getattr(s, axis))
@@ -551,16 +551,28 @@ def heatmaps(out_dir: str | Path, summaries: Sequence[CellSummary], metric: str 
     return written
 
 
+def _mixture_half_width(out: Path, summary: CellSummary, metric: str) -> float:
+    """95 % CI half-width over the evaluation mixtures of a cell's per-mixture values (its seeds averaged)."""
+    per_seed = [p for row in summary.rows if (p := _per_mixture(out, row, metric))]
+    if not per_seed:
+        return math.nan
+    common = set.intersection(*(set(p) for p in per_seed))
+    values = [statistics.fmean(p[m] for p in per_seed) for m in sorted(common)]
+    return mean_ci(v for v in values if math.isfinite(v))[1]
+
+
 def _bar_errors(
     out: Path, summaries: Sequence[CellSummary], metric: str, per_mixture_ci: bool
 ) -> tuple[list[float], list[str]]:
-    """Error-bar half-widths and their source ("seeds", "mixtures" or "none") per cell."""
+    """Error-bar half-widths and their source per cell: the 95 % CI over seeds ("seeds") or, with
+    ``per_mixture_ci`` where it is wider or the only one, over the evaluation mixtures ("mixtures"); "none"."""
     errors, sources = [], []
     for s in summaries:
         half, source = s.half_width(metric), "seeds"
-        if not math.isfinite(half) and per_mixture_ci and len(s.seeds) == 1 and s.rows:
-            per = _per_mixture(out, s.rows[0], metric)
-            half, source = (mean_ci(per.values())[1], "mixtures") if per else (half, source)
+        if per_mixture_ci and s.rows:
+            mixtures = _mixture_half_width(out, s, metric)
+            if math.isfinite(mixtures) and not (math.isfinite(half) and half >= mixtures):
+                half, source = mixtures, "mixtures"
         if not math.isfinite(half):
             half, source = 0.0, "none"
         errors.append(half)
@@ -571,7 +583,7 @@ def _bar_errors(
 def bar_chart(
     out_dir: str | Path, summaries: Sequence[CellSummary], metric: str = "si_sdri", per_mixture_ci: bool = True
 ) -> Path:
-    """``bars.png``: one bar per cell, error bars = 95 % CI over seeds (over mixtures for one-seed cells)."""
+    """``bars.png``: one bar per cell, error bars = 95 % CI over seeds or, where wider, over mixtures."""
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
@@ -588,7 +600,7 @@ def bar_chart(
                   ha="right" if len(ordered) > 1 else "center", fontsize=8)
     ax.axhline(0, color="black", linewidth=0.6)
     ax.set_ylabel(LABELS.get(metric, metric) + " (error bar: 95 % CI)")
-    legend = {"seeds": "95 % CI over seeds", "mixtures": "one seed: 95 % CI over mixtures",
+    legend = {"seeds": "95 % CI over seeds", "mixtures": "95 % CI over mixtures (wider, or one seed)",
               "none": "one seed: no CI"}
     used = [k for k in legend if k in sources]
     ax.legend(handles=[Patch(color=colours[k], label=legend[k]) for k in used], fontsize=8, loc="best")
