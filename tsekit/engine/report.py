@@ -928,7 +928,8 @@ def _reading(summaries: Sequence[CellSummary], baseline: CellSummary | None, dif
     if per_seed:
         each = "; ".join(f"seed {d.seed}: {d.mean:+.2f}{unit} [{d.ci_low:+.2f}, {d.ci_high:+.2f}]" for d in per_seed)
         held = sum(d.excludes_zero and d.mean * diff.mean > 0 for d in per_seed)
-        verdict = "on every seed" if held == len(per_seed) else f"on {held} of {len(per_seed)} seeds"
+        verdict = "on every seed" if held == len(per_seed) else "on no seed" if not held else \
+            f"on {held} of {len(per_seed)} seeds"
         text += f" Seed by seed ({each}) the CI excludes 0 with the same sign {verdict}."
     return text
 
