@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import math
+import operator
 import re
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -346,14 +347,15 @@ def paired_differences(
             continue
         pairs = [(k[0], v - base[k]) for k, v in values[key].items()
                  if k in base and math.isfinite(v) and math.isfinite(base[k])]
-        for seed in [None, *seeds] if len(seeds) > 1 else [None]:  # pooled, then each seed alone
-            diffs = [d for s, d in pairs if seed is None or s == seed]
+        only: int | None
+        for only in [None, *seeds] if len(seeds) > 1 else [None]:  # pooled, then each seed alone
+            diffs = [d for s, d in pairs if only is None or s == only]
             if not diffs:
                 continue
             mean, low, high, p = _paired_stats(diffs)
             result.append(PairedDiff(cell=labels[key], cell_hash=key, baseline=labels[baseline_hash],
                                      baseline_hash=baseline_hash, metric=metric, mean=mean, ci_low=low, ci_high=high,
-                                     p_value=p, n=len(diffs), seed=seed))
+                                     p_value=p, n=len(diffs), seed=only))
     return result
 
 
@@ -517,7 +519,7 @@ def heatmaps(out_dir: str | Path, summaries: Sequence[CellSummary], metric: str 
     ci_note = " (over mixtures where wider than over seeds)" if "mixtures" in sources else ""
     written = []
     for name, axis, members in _heatmap_panels(summaries):
-        rows, layers, cells, merged = _grid_cells(members, metric, lambda s, axis=axis: getattr(s, axis))
+        rows, layers, cells, merged = _grid_cells(members, metric, operator.attrgetter(axis))
         values = [[c.mean(metric) if c else math.nan for c in row] for row in cells]
         data = np.ma.masked_invalid(np.array(values, dtype=float))
         if data.count() == 0:
