@@ -401,3 +401,19 @@ def test_an_eval_lists_speakers_are_left_out_of_training(tmp_path: Path) -> None
                                       eval_list=str(tmp_path / "list" / "mixtures.csv"), eval_size=4, eval_speakers=2,
                                       eval_seconds=1.0, eval_sample_rate=16000, seed=0)
     assert excluded and set(excluded) <= set(chosen) and path.endswith("mixtures.csv")
+
+
+def test_an_eval_list_that_names_every_training_speaker_is_one_line(tmp_path: Path, tsekit_cli) -> None:
+    from tsekit.data import DEMO_CORPUS
+    from tsekit.data.corpus import load_corpus
+    from tsekit.data.simulate import SimulationConfig, write_fixed_set
+    corpus = load_corpus(DEMO_CORPUS / "manifest.csv")
+    write_fixed_set(corpus, tmp_path / "list", 120, SimulationConfig(segment_seconds=0.5, enrollment_seconds=0.5),
+                    seed=1)
+    named = {line.split(",")[4] for line in (tmp_path / "list" / "mixtures.csv").read_text().splitlines()[1:]}
+    assert len(named) > len(corpus.speakers) - 10  # too few left for validation + training
+    result = tsekit_cli(["ablate", "--preset", "tiny", "--budget", "1steps", "--eval-list",
+                         str(tmp_path / "list" / "mixtures.csv"), "--out", str(tmp_path / "abl")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    last = result.stderr.strip().splitlines()[-1]  # after the "preparing data" line
+    assert last.startswith("tsekit: error: ") and "training speakers, which training must leave out" in last

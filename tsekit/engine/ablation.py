@@ -880,7 +880,14 @@ def _prepare_data(out: Path, base: dict[str, Any], *, corpus: str | None, eval_l
         if not path.is_file():
             raise TsekitError(f"{eval_list}: no such evaluation list")
         items = read_eval_list(path)  # a broken list fails now, not after training
-        return source, _list_speakers(items), str(path)
+        named = _list_speakers(items)
+        train = set(load_corpus(source or DEMO_CORPUS / "manifest.csv").speakers)
+        left, needed = len(train - set(named)), int(base["data"].get("val_speakers") or 0) + 2
+        if left < needed:
+            raise TsekitError(f"{eval_list}: names {len(train) - left} of the {len(train)} training speakers, which "
+                              f"training must leave out; {left} are left, {needed} needed (validation + 2): "
+                              "evaluate on other speakers or train on another --corpus")
+        return source, named, str(path)
     full = load_corpus(source or DEMO_CORPUS / "manifest.csv")
     fixed = [str(s) for s in base["data"].get("eval_speakers") or []]
     separate = eval_corpus_source(eval_corpus or base["data"].get("eval_corpus"))
